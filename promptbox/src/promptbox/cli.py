@@ -1,0 +1,138 @@
+"""`promptbox` command line: locate, weights, bench.
+
+Exit codes of `locate`: 0 found, 3 not found, 2 usage, input or missing-weights error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_FOUND, EXIT_ERROR, EXIT_NOT_FOUND = 0, 2, 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    return args.run(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="promptbox", description="Find the object a command names in an image.")
+    sub = parser.add_subparsers(dest="command")
+
+    locate = sub.add_parser("locate", help="find the object a command names in one image")
+    locate.add_argument("image", help="image file (png, jpg, ...)")
+    locate.add_argument("text", metavar="COMMAND", help='what to find, e.g. "take the scissors"')
+    locate.add_argument("--json", action="store_true", help="print the result as JSON")
+    locate.add_argument("--out", type=Path, help="write the annotated image here (png)")
+    locate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    locate.add_argument("--model", default="tinyclip-61m", help="CLIP: tinyclip-61m, tinyclip-8m, clip-b32, or a path")
+    locate.add_argument("--sam-checkpoint", help="path to mobile_sam.pt (default: resolve, see README)")
+    locate.add_argument("--mode", default="exact", choices=("exact", "fast", "upstream"), help="proposal mode")
+    locate.add_argument("--min-score", type=float, default=None, help="calibrated score below which: not found")
+    locate.add_argument("--points-per-side", type=int, default=None, help="AMG grid (default 16)")
+    locate.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="use random-init models where checkpoints are missing (plumbing checks only; results are marked)",
+    )
+    locate.set_defaults(run=_run_locate)
+
+    weights_cmd = sub.add_parser("weights", help="check or fetch the model checkpoints")
+    weights_cmd.add_argument("action", choices=("check", "fetch"))
+    weights_cmd.add_argument("--model", action="append", help="CLIP model name(s) to fetch/check (default: all)")
+    weights_cmd.set_defaults(run=_run_weights)
+
+    bench = sub.add_parser("bench", help="time the seed configuration against exact and fast modes")
+    from promptbox import bench as bench_module
+
+    bench_module.add_arguments(bench)
+    bench.set_defaults(run=bench_module.run_from_args)
+    return parser
+
+
+def _run_locate(args: argparse.Namespace) -> int:
+    import cv2
+
+    from promptbox.annotate import draw
+    from promptbox.config import LocatorConfig
+    from promptbox.locator import Locator
+    from promptbox.weights import WeightsError
+
+    image_bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
+    if image_bgr is None:
+        print(f"promptbox: image {args.image!r} could not be read; accepted: an existing png/jpg/bmp/tiff file",
+              file=sys.stderr)
+        return EXIT_ERROR
+    image = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+    try:
+        overrides = {"amg_points_per_side": args.points_per_side} if args.points_per_side else {}
+        config = LocatorConfig(
+            sam_checkpoint=args.sam_checkpoint,
+            clip_model=args.model,
+            device=args.device,
+            mode=args.mode,
+            allow_random_weights=args.random_weights,
+        ).with_overrides(**overrides)
+        if args.min_score is not None:
+            config = config.with_overrides(min_score=args.min_score)
+        locator = Locator(config)
+        result = locator.locate(image, args.text)
+    except WeightsError as error:
+        print(f"promptbox: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except ValueError as error:
+        print(f"promptbox: {error}", file=sys.stderr)
+        return EXIT_ERROR
+
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(args.out), cv2.cvtColor(draw(image, result), cv2.COLOR_RGB2BGR))
+    if args.json:
+        payload = result.to_dict()
+        payload["image"] = {"path": args.image, "width": image.shape[1], "height": image.shape[0]}
+        payload["command"] = args.text
+        print(json.dumps(payload, indent=2))
+    else:
+        print(_summary(result))
+    return EXIT_FOUND if result.found else EXIT_NOT_FOUND
+
+
+def _summary(result) -> str:
+    marker = "[RANDOM WEIGHTS] " if result.random_weights else ""
+    seconds = result.timings_ms.get("total", 0.0) / 1000.0
+    if result.found:
+        x0, y0, x1, y1 = result.box_xyxy
+        return (
+            f"{marker}found '{result.phrase}' at x0={x0:.0f} y0={y0:.0f} x1={x1:.0f} y1={y1:.0f} "
+            f"(score {result.score:.2f}) in {seconds:.2f} s"
+        )
+    return f"{marker}not found '{result.phrase}': {result.reason} ({seconds:.2f} s)"
+
+
+def _run_weights(args: argparse.Namespace) -> int:
+    from promptbox import weights
+
+    if args.action == "check":
+        records = weights.check(args.model)
+        for record in records:
+            where = record.where or "missing"
+            print(f"{'ok     ' if record.found else 'MISSING'} {record.name:<14} {where}  {record.detail}".rstrip())
+        return 0 if all(r.found for r in records) else 1
+    try:
+        for line in weights.fetch(args.model):
+            print(line)
+    except weights.WeightsError as error:
+        print(f"promptbox: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

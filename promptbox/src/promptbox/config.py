@@ -1,0 +1,76 @@
+"""Settings of a Locator. Defaults are the seed script's, so behaviour changes only when asked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+MODES = ("exact", "fast", "upstream")
+DEVICES = ("cpu", "cuda")
+ENCODER_BACKENDS = ("torch", "onnx")
+
+
+@dataclass(frozen=True)
+class AmgSettings:
+    """SamAutomaticMaskGenerator's parameters; the defaults are the seed script's."""
+
+    points_per_side: int = 16
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.8
+    stability_score_thresh: float = 0.85
+    stability_score_offset: float = 1.0
+    box_nms_thresh: float = 0.7
+    crop_n_layers: int = 0
+    crop_nms_thresh: float = 0.7
+    crop_overlap_ratio: float = 512 / 1500
+    crop_n_points_downscale_factor: int = 1
+    min_mask_region_area: int = 200
+
+
+@dataclass(frozen=True)
+class LocatorConfig:
+    sam_checkpoint: str | None = None  # path to mobile_sam.pt; None: resolve (see weights.py)
+    clip_model: str = "tinyclip-61m"  # a name from weights.CLIP_MODELS, an HF id, or a local HF directory
+    device: str = "cpu"
+    mode: str = "exact"  # exact: AMG's masks with less work; fast: text-guided prompts; upstream: the seed's AMG
+    amg: AmgSettings = field(default_factory=AmgSettings)
+    min_score: float = 0.5  # calibrated confidence below which the answer is NotFound
+    top_k: int = 5
+    part_margin: float = 0.02  # a containing mask beats its part if its similarity is within this of the part's
+    fast_points: int = 6  # fast mode: point prompts placed at text-similarity peaks
+    encoder_backend: str = "torch"
+    allow_random_weights: bool = False
+    threads: int | None = None  # torch intra-op threads; None: torch's default
+
+    def __post_init__(self) -> None:
+        _check_choice("mode", self.mode, MODES)
+        _check_choice("encoder_backend", self.encoder_backend, ENCODER_BACKENDS)
+        if not (self.device in DEVICES or self.device.startswith("cuda:")):
+            raise ValueError(f"device={self.device!r} is not supported; use one of {', '.join(DEVICES)} or 'cuda:N'")
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"min_score={self.min_score!r} is out of range; accepted: 0.0 to 1.0")
+        if self.top_k < 1:
+            raise ValueError(f"top_k={self.top_k!r} must be at least 1")
+        if self.amg.points_per_side < 1:
+            raise ValueError(f"amg.points_per_side={self.amg.points_per_side!r} must be at least 1")
+
+    def with_overrides(self, **overrides: Any) -> LocatorConfig:
+        """A copy with top-level or `amg_<name>` fields replaced; unknown names are an error."""
+        amg_names = {f.name for f in fields(AmgSettings)}
+        top_names = {f.name for f in fields(LocatorConfig)}
+        amg_changes, top_changes = {}, {}
+        for key, value in overrides.items():
+            if key.startswith("amg_") and key[4:] in amg_names:
+                amg_changes[key[4:]] = value
+            elif key in top_names:
+                top_changes[key] = value
+            else:
+                raise ValueError(f"unknown setting {key!r}; accepted: {', '.join(sorted(top_names))}, amg_<name>")
+        if amg_changes:
+            top_changes["amg"] = replace(top_changes.get("amg", self.amg), **amg_changes)
+        return replace(self, **top_changes)
+
+
+def _check_choice(name: str, value: str, accepted: tuple[str, ...]) -> None:
+    if value not in accepted:
+        raise ValueError(f"{name}={value!r} is not supported; accepted: {', '.join(accepted)}")

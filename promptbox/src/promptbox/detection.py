@@ -1,0 +1,77 @@
+"""What a locate call returns: a Detection, or NotFound with the reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One scored region: a box in source-pixel xyxy and its calibrated score."""
+
+    box_xyxy: tuple[float, float, float, float]
+    score: float
+    raw_similarity: float = 0.0
+
+
+@dataclass
+class Detection:
+    """The chosen object. `box_xyxy` is in source pixels, `mask` is HxW bool in source pixels."""
+
+    phrase: str
+    box_xyxy: tuple[float, float, float, float]
+    score: float
+    mask: np.ndarray | None
+    alternatives: list[Candidate] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    random_weights: bool = False
+
+    found: bool = True
+
+    def to_dict(self) -> dict:
+        x0, y0, x1, y1 = self.box_xyxy
+        return {
+            "found": True,
+            "phrase": self.phrase,
+            "box_xyxy": [round(v, 1) for v in self.box_xyxy],
+            "box_xywh": [round(x0, 1), round(y0, 1), round(x1 - x0, 1), round(y1 - y0, 1)],
+            "score": round(self.score, 4),
+            "alternatives": [
+                {"box_xyxy": [round(v, 1) for v in c.box_xyxy], "score": round(c.score, 4)}
+                for c in self.alternatives
+            ],
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "random_weights": self.random_weights,
+        }
+
+
+@dataclass
+class NotFound:
+    """No region passed `min_score`. `best` is the strongest candidate, if any, so callers can see how close it was."""
+
+    phrase: str
+    reason: str
+    best: Candidate | None = None
+    alternatives: list[Candidate] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    random_weights: bool = False
+
+    found: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "found": False,
+            "phrase": self.phrase,
+            "reason": self.reason,
+            "best": None
+            if self.best is None
+            else {"box_xyxy": [round(v, 1) for v in self.best.box_xyxy], "score": round(self.best.score, 4)},
+            "alternatives": [
+                {"box_xyxy": [round(v, 1) for v in c.box_xyxy], "score": round(c.score, 4)}
+                for c in self.alternatives
+            ],
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "random_weights": self.random_weights,
+        }

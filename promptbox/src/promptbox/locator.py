@@ -1,0 +1,186 @@
+"""Locator: image + command -> Detection | NotFound. It composes the stages and owns the caches."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from promptbox import weights
+from promptbox.command import parse
+from promptbox.config import LocatorConfig
+from promptbox.detection import Detection, NotFound
+from promptbox.matching import Matcher
+from promptbox.proposals import FrameEmbedding, MaskProposer, Proposals, peak_points
+from promptbox.selection import BACKGROUND_PHRASES, calibrate, select
+
+StageCallback = Callable[[str, float], None]
+
+# Where each stage starts on a 0..1 progress scale, for feedback to a waiting planner.
+STAGE_PROGRESS = {"embedding": 0.0, "proposing": 0.3, "matching": 0.7, "selecting": 0.9}
+_FRAME_CACHE_SIZE = 2  # the newest frame and the one a running goal holds
+
+
+class Locator:
+    """Loads the models once; `locate` runs one command on one frame, `prepare` embeds a frame ahead of time."""
+
+    def __init__(self, config: LocatorConfig | None = None) -> None:
+        self.config = config or LocatorConfig()
+        started = time.perf_counter()
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        sam, sam_random = weights.load_sam(self.config.sam_checkpoint, self.config.device, self.config.allow_random_weights)
+        clip, tokenizer, clip_random = weights.load_clip(
+            self.config.clip_model, self.config.device, self.config.allow_random_weights
+        )
+        self.random_weights = sam_random or clip_random
+        self.proposer = MaskProposer(sam, self.config.amg, self.config.device, self.config.encoder_backend)
+        self.matcher = Matcher(clip, tokenizer, self.config.device)
+        self._background = self.matcher.encode_texts(BACKGROUND_PHRASES)
+        self._frames: OrderedDict[str, FrameEmbedding] = OrderedDict()
+        # One inference at a time: a background `prepare` and a goal would only fight over the same cores.
+        self._lock = threading.RLock()
+        self.load_seconds = time.perf_counter() - started
+
+    def describe(self) -> str:
+        """One line for logs: models, mode, device, load time, and whether the weights are random."""
+        line = (
+            f"MobileSAM vit_t + CLIP {self.config.clip_model}, mode {self.config.mode}, "
+            f"device {self.config.device}, loaded in {self.load_seconds:.1f} s"
+        )
+        return f"{line} [RANDOM WEIGHTS: results are meaningless]" if self.random_weights else line
+
+    def warm_up(self) -> None:
+        """Run each model once on a small frame so the first goal doesn't pay for lazy initialisation."""
+        frame = np.zeros((64, 64, 3), np.uint8)
+        with self._lock:
+            embedding = self.proposer.embed(frame)
+            self.proposer.propose_points(embedding, np.array([[32.0, 32.0]]))
+            self.matcher.encode_regions(frame, np.array([[0.0, 0.0, 63.0, 63.0]]), None)
+
+    def prepare(self, image_rgb: np.ndarray) -> FrameEmbedding:
+        """The image embedding of a frame, computed once per frame content and reused by later calls."""
+        image = check_image(image_rgb)
+        key = _frame_key(image)
+        with self._lock:
+            cached = self._frames.get(key)
+            if cached is not None:
+                self._frames.move_to_end(key)
+                return cached
+            embedding = self.proposer.embed(image)
+            self._frames[key] = embedding
+            while len(self._frames) > _FRAME_CACHE_SIZE:
+                self._frames.popitem(last=False)
+            return embedding
+
+    def locate(
+        self,
+        image_rgb: np.ndarray,
+        command: str,
+        *,
+        min_score: float | None = None,
+        frame: FrameEmbedding | None = None,
+        on_stage: StageCallback | None = None,
+    ) -> Detection | NotFound:
+        """Find what `command` names in the RGB frame. `on_stage` may raise to abort between stages."""
+        image = check_image(image_rgb)
+        target = parse(command)
+        threshold = self.config.min_score if min_score is None else _check_min_score(min_score)
+        if frame is not None and tuple(frame.original_size) != image.shape[:2]:
+            raise ValueError(
+                f"frame: the prepared embedding is for a {frame.original_size} image, not {image.shape[:2]}; "
+                "prepare the same frame you locate in"
+            )
+        timings: dict[str, float] = {}
+        stage = on_stage or (lambda name, progress: None)
+
+        with self._lock:
+            with _timed(timings, "text"):
+                text = self.matcher.encode_text(target.phrase)
+
+            stage("embedding", STAGE_PROGRESS["embedding"])
+            with _timed(timings, "embedding"):
+                if frame is None and self.config.mode != "upstream":
+                    frame = self.prepare(image)
+
+            stage("proposing", STAGE_PROGRESS["proposing"])
+            with _timed(timings, "proposing"):
+                proposals = self._propose(image, frame, text)
+
+            stage("matching", STAGE_PROGRESS["matching"])
+            with _timed(timings, "matching"):
+                regions = self.matcher.encode_regions(image, proposals.boxes_xyxy, proposals.masks)
+                similarity = (regions @ text.vector.to(regions)).float().cpu().numpy()
+                background = (regions @ self._background.to(regions).T).float().cpu().numpy()
+                confidence = calibrate(similarity, background)
+
+            stage("selecting", STAGE_PROGRESS["selecting"])
+            with _timed(timings, "selecting"):
+                result = select(
+                    proposals.masks,
+                    proposals.boxes_xyxy,
+                    similarity,
+                    confidence,
+                    target,
+                    min_score=threshold,
+                    part_margin=self.config.part_margin,
+                    top_k=self.config.top_k,
+                )
+
+        timings["total"] = sum(timings.values())
+        result.timings_ms = {**{f"proposals.{k}": v for k, v in proposals.timings_ms.items()}, **timings}
+        result.random_weights = self.random_weights
+        return result
+
+    def _propose(self, image: np.ndarray, frame: FrameEmbedding | None, text) -> Proposals:
+        mode = self.config.mode
+        if mode == "upstream":
+            return self.proposer.propose_upstream(image)
+        assert frame is not None
+        if mode == "exact":
+            return self.proposer.propose(frame)
+        # fast: prompt only where CLIP already sees the phrase, instead of over a whole grid.
+        heat = self.matcher.similarity_map(image, text)
+        points = peak_points(heat, image.shape[:2], self.config.fast_points)
+        return self.proposer.propose_points(frame, points)
+
+
+def check_image(image_rgb: np.ndarray) -> np.ndarray:
+    """The frame as a contiguous HxWx3 uint8 array, or a ValueError naming what is wrong and what is accepted."""
+    if not isinstance(image_rgb, np.ndarray):
+        raise ValueError(f"image: expected a numpy array, got {type(image_rgb).__name__}")
+    if image_rgb.dtype != np.uint8:
+        raise ValueError(f"image: dtype {image_rgb.dtype} is not supported; accepted: uint8 RGB")
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+        raise ValueError(f"image: shape {image_rgb.shape} is not supported; accepted: (height, width, 3) RGB")
+    if min(image_rgb.shape[:2]) < 8:
+        raise ValueError(f"image: {image_rgb.shape[1]}x{image_rgb.shape[0]} is too small; accepted: at least 8x8")
+    return np.ascontiguousarray(image_rgb)
+
+
+def _check_min_score(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"min_score={value!r} is out of range; accepted: 0.0 to 1.0")
+    return float(value)
+
+
+def _frame_key(image: np.ndarray) -> str:
+    # Content, not identity: ROS hands us a new array for every message, even of the same frame.
+    digest = hashlib.blake2b(image.data, digest_size=16)
+    digest.update(repr(image.shape).encode())
+    return digest.hexdigest()
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = (time.perf_counter() - started) * 1000.0
