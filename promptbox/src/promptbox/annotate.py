@@ -37,7 +37,7 @@ def draw(image_rgb: np.ndarray, result: Detection | NotFound, *, show_mask: bool
     return canvas
 
 
-def _box(canvas: np.ndarray, box: tuple[float, float, float, float], color: tuple[int, int, int], thickness: int) -> None:
+def _box(canvas: np.ndarray, box: tuple[float, ...], color: tuple[int, int, int], thickness: int) -> None:
     x0, y0, x1, y1 = (round(v) for v in box)
     cv2.rectangle(canvas, (x0, y0), (x1, y1), color, thickness)
 

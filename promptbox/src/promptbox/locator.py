@@ -35,10 +35,9 @@ class Locator:
         started = time.perf_counter()
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
-        sam, sam_random = weights.load_sam(self.config.sam_checkpoint, self.config.device, self.config.allow_random_weights)
-        clip, tokenizer, clip_random = weights.load_clip(
-            self.config.clip_model, self.config.device, self.config.allow_random_weights
-        )
+        allow_random = self.config.allow_random_weights
+        sam, sam_random = weights.load_sam(self.config.sam_checkpoint, self.config.device, allow_random)
+        clip, tokenizer, clip_random = weights.load_clip(self.config.clip_model, self.config.device, allow_random)
         self.random_weights = sam_random or clip_random
         self.proposer = MaskProposer(sam, self.config.amg, self.config.device, self.config.encoder_backend)
         self.matcher = Matcher(clip, tokenizer, self.config.device)
