@@ -1,0 +1,323 @@
+"""select() and calibrate() on hand-drawn masks with known scores: the oracle cases assert the exact box chosen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from promptbox.command import Target
+from promptbox.detection import Candidate, Detection, NotFound
+from promptbox.selection import BACKGROUND_PHRASES, calibrate, select
+
+Rect = tuple[int, int, int, int]
+
+
+def scene(*rects: Rect, size: tuple[int, int] = (100, 100)) -> tuple[np.ndarray, np.ndarray]:
+    """Masks (N,H,W) with one filled rectangle each, and their xyxy boxes (x1, y1 exclusive)."""
+    masks = np.zeros((len(rects), *size), dtype=bool)
+    for k, (x0, y0, x1, y1) in enumerate(rects):
+        masks[k, y0:y1, x0:x1] = True
+    return masks, np.array(rects, dtype=np.float64).reshape(-1, 4)
+
+
+def run(rects: list[Rect], sim: list[float], conf: list[float] | None = None, *, spatial: str | None = None,
+        phrase: str = "mug", min_score: float = 0.5, **kw) -> Detection | NotFound:
+    masks, boxes = scene(*rects)
+    conf = [0.9] * len(rects) if conf is None else conf
+    return select(masks, boxes, np.array(sim), np.array(conf), Target(phrase, spatial=spatial),
+                  min_score=min_score, **kw)
+
+
+def box(rect: Rect) -> tuple[float, float, float, float]:
+    return tuple(float(v) for v in rect)  # type: ignore[return-value]
+
+
+# --- whole object over parts ----------------------------------------------------------------------------------------
+
+HEAD: Rect = (10, 40, 30, 60)  # screwdriver head, 400 px
+TOOL: Rect = (10, 40, 90, 60)  # the whole screwdriver, contains the head, 1600 px
+TABLE: Rect = (0, 70, 100, 100)
+
+
+def test_screwdriver_whole_tool_beats_its_slightly_better_scoring_head() -> None:
+    masks, boxes = scene(HEAD, TOOL, TABLE)
+    sim = np.array([0.31, 0.30, 0.18])
+    conf = calibrate(sim, np.full((3, len(BACKGROUND_PHRASES)), 0.2))
+    result = select(masks, boxes, sim, conf, Target("screwdriver"), min_score=0.5)
+    assert isinstance(result, Detection)
+    assert result.box_xyxy == box(TOOL)
+    assert result.score == pytest.approx(conf[1])
+    assert np.array_equal(result.mask, masks[1])
+    assert result.phrase == "screwdriver"
+
+
+def test_container_scoring_far_lower_leaves_the_part_chosen() -> None:
+    result = run([HEAD, TOOL, TABLE], [0.31, 0.20, 0.18], phrase="screwdriver")
+    assert isinstance(result, Detection)
+    assert result.box_xyxy == box(HEAD)
+
+
+def test_larger_region_that_does_not_contain_the_best_does_not_steal() -> None:
+    other: Rect = (40, 0, 95, 30)  # 1650 px, scores within the margin, but elsewhere
+    result = run([HEAD, other, TABLE], [0.31, 0.305, 0.18])
+    assert result.box_xyxy == box(HEAD)
+
+
+def test_mostly_overlapping_but_not_containing_region_does_not_steal() -> None:
+    shifted: Rect = (14, 40, 94, 60)  # covers 80% of the head: not enough
+    result = run([HEAD, shifted], [0.31, 0.305])
+    assert result.box_xyxy == box(HEAD)
+
+
+def test_slightly_larger_region_is_a_duplicate_not_a_container() -> None:
+    padded: Rect = (10, 40, 31, 60)  # contains the head but is only 5% bigger
+    result = run([HEAD, padded], [0.31, 0.305])
+    assert result.box_xyxy == box(HEAD)
+
+
+def test_largest_eligible_container_wins() -> None:
+    handle_and_head: Rect = (10, 40, 60, 60)
+    result = run([HEAD, handle_and_head, TOOL], [0.31, 0.30, 0.295])
+    assert result.box_xyxy == box(TOOL)
+
+
+def test_containers_are_compared_with_the_original_best_so_they_cannot_drift_down() -> None:
+    handle_and_head: Rect = (10, 40, 60, 60)
+    # TOOL is within the margin of the middle container (0.30 - 0.285 < 0.02) but not of the head (0.31).
+    result = run([HEAD, handle_and_head, TOOL], [0.31, 0.30, 0.285])
+    assert result.box_xyxy == box(handle_and_head)
+
+
+def test_part_margin_is_a_parameter() -> None:
+    assert run([HEAD, TOOL], [0.31, 0.30], part_margin=0.0).box_xyxy == box(HEAD)
+    assert run([HEAD, TOOL], [0.31, 0.25], part_margin=0.1).box_xyxy == box(TOOL)
+
+
+def test_container_below_min_score_does_not_turn_a_found_part_into_not_found() -> None:
+    result = run([HEAD, TOOL], [0.31, 0.30], [0.6, 0.4], min_score=0.5)
+    assert isinstance(result, Detection)
+    assert result.box_xyxy == box(HEAD)
+
+
+# --- not found ------------------------------------------------------------------------------------------------------
+
+
+def test_not_found_names_the_score_and_min_score() -> None:
+    result = run([HEAD, TABLE], [0.25, 0.19], [0.31, 0.05], phrase="scissors", min_score=0.5)
+    assert isinstance(result, NotFound)
+    assert not result.found
+    assert result.phrase == "scissors"
+    assert result.reason == "best candidate for 'scissors' scored 0.31, below min_score 0.50"
+    assert result.best == Candidate(box(HEAD), score=0.31, raw_similarity=0.25)
+    assert result.alternatives == [Candidate(box(TABLE), score=0.05, raw_similarity=0.19)]
+
+
+def test_not_found_reason_never_prints_two_equal_numbers() -> None:
+    result = run([HEAD], [0.25], [0.4996], min_score=0.5)
+    assert isinstance(result, NotFound)
+    assert "scored 0.4996, below min_score 0.5000" in result.reason
+
+
+def test_empty_input_is_not_found_with_reason() -> None:
+    masks = np.zeros((0, 100, 100), dtype=bool)
+    result = select(masks, np.zeros((0, 4)), np.zeros(0), np.zeros(0), Target("pen"), min_score=0.5)
+    assert isinstance(result, NotFound)
+    assert result.reason == "no mask proposals in the image"
+    assert result.best is None
+    assert result.alternatives == []
+
+
+def test_empty_input_accepts_flat_empty_boxes() -> None:
+    masks = np.zeros((0, 10, 10), dtype=bool)
+    result = select(masks, np.zeros(0), np.zeros(0), np.zeros(0), Target("pen"), min_score=0.5)
+    assert isinstance(result, NotFound)
+
+
+# --- spatial qualifiers ---------------------------------------------------------------------------------------------
+
+LEFT_MUG: Rect = (10, 40, 30, 60)
+RIGHT_MUG: Rect = (70, 30, 95, 55)  # bigger, higher, and its bottom edge is further up
+
+
+@pytest.mark.parametrize(
+    ("spatial", "expected"),
+    [
+        ("left", LEFT_MUG),
+        ("right", RIGHT_MUG),
+        ("top", RIGHT_MUG),
+        ("bottom", LEFT_MUG),
+        ("biggest", RIGHT_MUG),
+        ("smallest", LEFT_MUG),
+        ("nearest", LEFT_MUG),
+        ("farthest", RIGHT_MUG),
+    ],
+)
+def test_two_mugs_spatial(spatial: str, expected: Rect) -> None:
+    for sims in ([0.30, 0.29], [0.29, 0.30]):  # whichever scores higher, the qualifier decides
+        result = run([LEFT_MUG, RIGHT_MUG, TABLE], [*sims, 0.18], [0.8, 0.7, 0.1], spatial=spatial)
+        assert isinstance(result, Detection)
+        assert result.box_xyxy == box(expected), sims
+        assert result.score == (0.8 if expected == LEFT_MUG else 0.7)
+
+
+def test_center_picks_the_region_nearest_the_image_centre() -> None:
+    middle: Rect = (40, 45, 60, 65)
+    result = run([LEFT_MUG, middle, RIGHT_MUG], [0.31, 0.29, 0.30], spatial="center")
+    assert result.box_xyxy == box(middle)
+
+
+def test_spatial_ignores_regions_below_min_score() -> None:
+    far_left: Rect = (0, 0, 8, 8)
+    result = run([far_left, LEFT_MUG, RIGHT_MUG], [0.24, 0.30, 0.29], [0.2, 0.8, 0.7], spatial="left")
+    assert result.box_xyxy == box(LEFT_MUG)
+
+
+def test_spatial_ignores_parts_of_plausible_regions() -> None:
+    handle: Rect = (88, 40, 95, 50)  # part of the right mug, and the smallest region
+    result = run([LEFT_MUG, RIGHT_MUG, handle], [0.30, 0.29, 0.31], [0.8, 0.7, 0.9], spatial="smallest")
+    assert result.box_xyxy == box(LEFT_MUG)
+
+
+def test_spatial_keeps_the_more_confident_of_near_duplicates() -> None:
+    duplicate: Rect = (9, 40, 30, 60)  # box IoU with LEFT_MUG 0.95, a hair further left, less confident
+    result = run([duplicate, LEFT_MUG, RIGHT_MUG], [0.29, 0.30, 0.29], [0.6, 0.8, 0.7], spatial="left")
+    assert result.box_xyxy == box(LEFT_MUG)
+
+
+def test_spatial_ties_go_to_the_more_confident() -> None:
+    upper: Rect = (10, 10, 30, 30)
+    lower: Rect = (10, 60, 30, 80)  # same centre x as upper
+    result = run([upper, lower], [0.29, 0.30], [0.6, 0.8], spatial="left")
+    assert result.box_xyxy == box(lower)
+
+
+def test_spatial_with_nothing_plausible_is_not_found() -> None:
+    result = run([LEFT_MUG, RIGHT_MUG], [0.25, 0.24], [0.3, 0.2], spatial="left", phrase="cup")
+    assert isinstance(result, NotFound)
+    assert result.reason == "best candidate for 'cup' scored 0.30, below min_score 0.50"
+    assert result.best is not None and result.best.box_xyxy == box(LEFT_MUG)
+
+
+def test_relation_and_anchor_do_not_change_selection_yet() -> None:
+    masks, boxes = scene(LEFT_MUG, RIGHT_MUG)
+    sim, conf = np.array([0.30, 0.29]), np.array([0.8, 0.7])
+    plain = select(masks, boxes, sim, conf, Target("mug"), min_score=0.5)
+    related = select(masks, boxes, sim, conf, Target("mug", relation="next to", anchor="laptop"), min_score=0.5)
+    assert plain.box_xyxy == related.box_xyxy == box(LEFT_MUG)
+
+
+# --- output -------------------------------------------------------------------------------------------------------
+
+
+def test_alternatives_are_top_k_others_by_confidence() -> None:
+    rects = [(10 * k, 0, 10 * k + 8, 8) for k in range(7)]
+    sim = [0.20, 0.31, 0.22, 0.25, 0.21, 0.24, 0.23]
+    conf = [0.10, 0.95, 0.30, 0.60, 0.20, 0.50, 0.40]
+    result = run(rects, sim, conf, top_k=3)
+    assert isinstance(result, Detection)
+    assert result.box_xyxy == box(rects[1])
+    assert result.alternatives == [
+        Candidate(box(rects[3]), score=0.60, raw_similarity=0.25),
+        Candidate(box(rects[5]), score=0.50, raw_similarity=0.24),
+        Candidate(box(rects[6]), score=0.40, raw_similarity=0.23),
+    ]
+    assert run(rects, sim, conf, top_k=0).alternatives == []
+    assert len(run(rects, sim, conf, top_k=50).alternatives) == 6
+
+
+def test_detection_holds_plain_python_types_and_its_own_mask() -> None:
+    masks, boxes = scene(LEFT_MUG, RIGHT_MUG)
+    result = select(masks, boxes.astype(np.float32), np.array([0.3, 0.2], dtype=np.float32),
+                    np.array([0.8, 0.1], dtype=np.float32), Target("mug"), min_score=0.5)
+    assert isinstance(result, Detection)
+    assert all(type(v) is float for v in result.box_xyxy)
+    assert type(result.score) is float
+    assert all(type(c.score) is float and type(c.raw_similarity) is float for c in result.alternatives)
+    assert result.mask.dtype == bool and result.mask.shape == (100, 100)
+    assert result.mask.base is None or result.mask.base is not masks  # not a view into the proposal stack
+    result.to_dict()  # serialisable as the Detection dataclass defines it
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"masks": np.zeros((2, 10))}, "masks has shape"),
+        ({"boxes_xyxy": np.zeros((2, 3))}, "boxes_xyxy has shape"),
+        ({"similarity": np.zeros(3)}, "similarity has shape"),
+        ({"confidence": np.array([0.5, np.nan])}, "confidence contains NaN"),
+        ({"part_margin": -0.1}, "part_margin=-0.1"),
+        ({"top_k": -1}, "top_k=-1"),
+    ],
+)
+def test_bad_inputs_are_named(kwargs: dict, message: str) -> None:
+    masks, boxes = scene(LEFT_MUG, RIGHT_MUG)
+    args = {"masks": masks, "boxes_xyxy": boxes, "similarity": np.array([0.3, 0.2]),
+            "confidence": np.array([0.8, 0.1]), "target": Target("mug"), "min_score": 0.5}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        select(**args)
+
+
+# --- calibrate ----------------------------------------------------------------------------------------------------
+
+
+def test_calibrate_is_monotone_in_similarity_and_within_0_1() -> None:
+    sim = np.linspace(-0.2, 0.6, 41)
+    bg = np.tile([0.20, 0.22, 0.18, 0.25], (41, 1))
+    conf = calibrate(sim, bg)
+    assert conf.shape == (41,)
+    assert np.all((conf >= 0) & (conf <= 1))
+    assert np.all(np.diff(conf) > 0)
+
+
+def test_calibrate_shares_over_target_and_backgrounds_sum_to_one() -> None:
+    rng = np.random.default_rng(0)
+    sim = rng.uniform(0.1, 0.35, 5)
+    bg = rng.uniform(0.1, 0.35, (5, 3))
+    scores = np.column_stack([sim, bg])
+    shares = [calibrate(scores[:, k], np.delete(scores, k, axis=1)) for k in range(4)]
+    assert np.allclose(np.sum(shares, axis=0), 1.0)
+
+
+def test_calibrate_tie_with_backgrounds_is_an_even_share() -> None:
+    conf = calibrate(np.array([0.25]), np.full((1, 7), 0.25))
+    assert conf[0] == pytest.approx(1 / 8)
+
+
+def test_calibrate_target_far_above_background_is_confident() -> None:
+    conf = calibrate(np.array([0.32]), np.full((1, len(BACKGROUND_PHRASES)), 0.22))
+    assert conf[0] > 0.9
+    assert calibrate(np.array([0.16]), np.full((1, len(BACKGROUND_PHRASES)), 0.22))[0] < 0.01
+
+
+def test_calibrate_logit_scale_sharpens() -> None:
+    sim, bg = np.array([0.27]), np.array([[0.25, 0.24]])
+    assert calibrate(sim, bg, logit_scale=10.0)[0] < calibrate(sim, bg, logit_scale=100.0)[0]
+
+
+def test_calibrate_is_stable_for_extreme_logits() -> None:
+    conf = calibrate(np.array([1.0, -1.0]), np.array([[-1.0], [1.0]]), logit_scale=1000.0)
+    assert np.array_equal(conf, [1.0, 0.0])
+
+
+def test_calibrate_handles_no_regions() -> None:
+    assert calibrate(np.zeros(0), np.zeros((0, 3))).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("sim", "bg", "message"),
+    [
+        (np.zeros((2, 1)), np.zeros((2, 3)), "similarity has shape"),
+        (np.zeros(2), np.zeros(3), "background_similarity has shape"),
+        (np.zeros(2), np.zeros((3, 3)), "N=2"),
+        (np.zeros(2), np.zeros((2, 0)), "B >= 1"),
+    ],
+)
+def test_calibrate_rejects_bad_shapes(sim: np.ndarray, bg: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        calibrate(sim, bg)
+
+
+def test_background_phrases_are_generic_and_distinct() -> None:
+    assert len(BACKGROUND_PHRASES) == len(set(BACKGROUND_PHRASES)) >= 5
+    assert "background" in BACKGROUND_PHRASES
