@@ -1,0 +1,208 @@
+"""CLIP matching: phrase embeddings (prompt ensemble, cached), region embeddings of masked crops, and a coarse
+text-similarity map of a whole frame for fast mode's prompt placement."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import CLIPModel
+from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+# Prompt ensemble (from CLIP's ImageNet templates, the ones that suit single objects on a table): averaging
+# over phrasings makes the phrase vector less sensitive to any one wording.
+PROMPT_TEMPLATES = (
+    "a photo of a {}.",
+    "a photo of the {}.",
+    "a close-up photo of a {}.",
+    "a photo of a small {}.",
+    "a photo of a large {}.",
+    "a cropped photo of the {}.",
+    "a good photo of the {}.",
+)
+
+
+@dataclass(frozen=True)
+class TextEmbedding:
+    phrase: str
+    vector: torch.Tensor  # (D,) L2-normalised mean of the prompt-ensemble embeddings
+
+
+class Matcher:
+    """Embeds phrases and image regions into CLIP's joint space (all outputs L2-normalised)."""
+
+    def __init__(
+        self,
+        model: CLIPModel,
+        tokenizer,
+        device: str = "cpu",
+        *,
+        batch_size: int = 32,
+        context_pad: float = 0.1,
+        map_long_side: int = 384,
+        templates: Sequence[str] = PROMPT_TEMPLATES,
+        max_cached_phrases: int = 4096,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be at least 1")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.context_pad = context_pad
+        self.map_long_side = map_long_side
+        self.templates = tuple(templates)
+        vision = model.config.vision_config
+        self.image_size: int = vision.image_size
+        self.patch_size: int = vision.patch_size
+        self.embed_dim: int = model.config.projection_dim
+        self._max_text_tokens = model.config.text_config.max_position_embeddings
+        self._mean = torch.tensor(OPENAI_CLIP_MEAN, device=self.device).view(3, 1, 1)
+        self._std = torch.tensor(OPENAI_CLIP_STD, device=self.device).view(3, 1, 1)
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._max_cached = max_cached_phrases
+
+    @property
+    def logit_scale(self) -> float:
+        """CLIP's learned temperature (exp of the stored log value): 100 for the released models."""
+        return float(self.model.logit_scale.detach().exp())
+
+    # --- text ---------------------------------------------------------------------------------------------------
+
+    def encode_text(self, phrase: str) -> TextEmbedding:
+        return TextEmbedding(phrase, self.encode_texts([phrase])[0])
+
+    def encode_texts(self, phrases: Sequence[str]) -> torch.Tensor:
+        """(P, D) phrase embeddings; each phrase is encoded once per Matcher and then served from the cache."""
+        for phrase in phrases:
+            if not isinstance(phrase, str) or not phrase.strip():
+                raise ValueError(f"phrase {phrase!r}: expected a non-empty string")
+        new = [p for p in dict.fromkeys(phrases) if p not in self._text_cache]
+        if new:
+            for phrase, vector in zip(new, self._encode_phrases(new), strict=True):
+                self._text_cache[phrase] = vector
+        vectors = []
+        for phrase in phrases:
+            self._text_cache.move_to_end(phrase)
+            vectors.append(self._text_cache[phrase])
+        while len(self._text_cache) > self._max_cached:
+            self._text_cache.popitem(last=False)
+        if not vectors:
+            return torch.empty(0, self.embed_dim, device=self.device)
+        return torch.stack(vectors)
+
+    def _encode_phrases(self, phrases: list[str]) -> torch.Tensor:
+        prompts = [template.format(p) for p in phrases for template in self.templates]
+        tokens = self.tokenizer(
+            prompts, padding=True, truncation=True, max_length=self._max_text_tokens, return_tensors="pt"
+        ).to(self.device)
+        with torch.inference_mode():
+            features = _features(self.model.get_text_features(**tokens))
+        per_prompt = F.normalize(features.float(), dim=-1).view(len(phrases), len(self.templates), -1)
+        return F.normalize(per_prompt.mean(dim=1), dim=-1)
+
+    # --- regions ------------------------------------------------------------------------------------------------
+
+    def encode_regions(
+        self, image_rgb: np.ndarray, boxes_xyxy: np.ndarray, masks: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """(N, D) embeddings of the regions `boxes_xyxy` (source px); with `masks`, of the masked objects only."""
+        image = _check_image(image_rgb)
+        boxes = np.asarray(boxes_xyxy, dtype=np.float64)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"boxes_xyxy: shape {boxes.shape} is not supported; accepted: (N, 4)")
+        if masks is not None:
+            masks = np.asarray(masks)
+            if masks.shape != (len(boxes), *image.shape[:2]):
+                raise ValueError(
+                    f"masks: shape {masks.shape} does not fit {len(boxes)} boxes on a {image.shape[:2]} frame; "
+                    f"accepted: ({len(boxes)}, {image.shape[0]}, {image.shape[1]}) bool"
+                )
+            masks = masks.astype(bool, copy=False)
+        if len(boxes) == 0:
+            return torch.empty(0, self.embed_dim, device=self.device)
+        with torch.inference_mode():
+            frame = self._normalised(image)
+            out = []
+            for start in range(0, len(boxes), self.batch_size):
+                stop = min(start + self.batch_size, len(boxes))
+                crops = [self._crop(frame, boxes[i], None if masks is None else masks[i]) for i in range(start, stop)]
+                out.append(self._image_features(torch.stack(crops)))
+        return torch.cat(out)  # outside inference_mode: a normal tensor callers may modify in place
+
+    def _normalised(self, image: np.ndarray) -> torch.Tensor:
+        """The frame as one (3, H, W) float tensor in CLIP's normalised space, where 0 is CLIP's mean colour."""
+        pixels = torch.from_numpy(image).to(self.device).permute(2, 0, 1).float().div_(255.0)
+        return (pixels - self._mean) / self._std
+
+    def _crop(self, frame: torch.Tensor, box: np.ndarray, mask: np.ndarray | None) -> torch.Tensor:
+        # A square window around the box with `context_pad` of its size on each side, so CLIP sees the object
+        # undistorted and whole. Outside the mask (and outside the frame) pixels become CLIP's mean colour (0 in
+        # normalised space): the crop shows the object, not its neighbours, so a mask of a whole object is not
+        # outscored by its parts because the parts' crops happen to include the rest of the object. Masking
+        # happens at source resolution before resizing, so pixels outside the mask cannot leak into the crop.
+        height, width = frame.shape[-2:]
+        x0, y0, x1, y1 = (float(v) for v in box)
+        side = max(x1 - x0, y1 - y0, 1.0) * (1.0 + 2.0 * self.context_pad)
+        size = max(1, round(side))
+        left = math.floor((x0 + x1) / 2 - size / 2)
+        top = math.floor((y0 + y1) / 2 - size / 2)
+        canvas = frame.new_zeros(3, size, size)
+        ix0, iy0 = max(left, 0), max(top, 0)
+        ix1, iy1 = min(left + size, width), min(top + size, height)
+        if ix1 > ix0 and iy1 > iy0:
+            patch = frame[:, iy0:iy1, ix0:ix1]
+            if mask is not None:
+                patch = patch * torch.from_numpy(mask[iy0:iy1, ix0:ix1]).to(self.device)
+            canvas[:, iy0 - top : iy1 - top, ix0 - left : ix1 - left] = patch
+        target = (self.image_size, self.image_size)
+        return F.interpolate(canvas[None], size=target, mode="bilinear", antialias=True, align_corners=False)[0]
+
+    def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        features = _features(self.model.get_image_features(pixel_values=pixels))
+        return F.normalize(features.float(), dim=-1)
+
+    # --- similarity map -----------------------------------------------------------------------------------------
+
+    def similarity_map(self, image_rgb: np.ndarray, text: TextEmbedding) -> np.ndarray:
+        """(h, w) float32 cosine similarity of the phrase to each ViT patch of the frame (h, w = frame size /
+        patch size at `map_long_side`); higher = more like the phrase."""
+        # One ViT forward at a moderate resolution (position embeddings interpolated), then MaskCLIP's value path
+        # in the last layer: the patch tokens' value projection instead of attention, which is global in CLIP's
+        # last layer and blurs localisation. Residual and MLP of that layer are skipped (ClearCLIP found they
+        # add noise); then post_layernorm and visual_projection put the tokens in the joint space.
+        image = _check_image(image_rgb)
+        height, width = image.shape[:2]
+        scale = self.map_long_side / max(height, width)
+        grid_h = max(1, round(height * scale / self.patch_size))
+        grid_w = max(1, round(width * scale / self.patch_size))
+        vision = self.model.vision_model
+        with torch.inference_mode():
+            frame = self._normalised(image)[None]
+            size = (grid_h * self.patch_size, grid_w * self.patch_size)
+            pixels = F.interpolate(frame, size=size, mode="bilinear", antialias=True, align_corners=False)
+            out = vision(pixel_values=pixels, interpolate_pos_encoding=True, output_hidden_states=True)
+            last = vision.encoder.layers[-1]
+            hidden = last.layer_norm1(out.hidden_states[-2])  # the input of the last layer
+            values = last.self_attn.out_proj(last.self_attn.v_proj(hidden))
+            tokens = self.model.visual_projection(vision.post_layernorm(values[:, 1:]))
+            similarity = F.normalize(tokens.float(), dim=-1) @ text.vector.to(tokens.device, torch.float32)
+        return similarity.view(grid_h, grid_w).cpu().numpy().astype(np.float32)
+
+
+def _features(output) -> torch.Tensor:
+    """get_*_features returns a tensor in transformers 4 and an output object (projected pooler_output) in 5."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def _check_image(image_rgb: np.ndarray) -> np.ndarray:
+    if not isinstance(image_rgb, np.ndarray) or image_rgb.dtype != np.uint8:
+        raise ValueError(f"image: expected a uint8 numpy array, got {getattr(image_rgb, 'dtype', type(image_rgb))}")
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.shape[0] < 1 or image_rgb.shape[1] < 1:
+        raise ValueError(f"image: shape {image_rgb.shape} is not supported; accepted: (height, width, 3) RGB")
+    return np.ascontiguousarray(image_rgb)

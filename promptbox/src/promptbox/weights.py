@@ -1,0 +1,715 @@
+"""Model weights: where the MobileSAM and CLIP checkpoints are found, how they are checked, and random stand-ins.
+
+Resolution order, first hit wins (`check()` walks the same places and never downloads):
+  1. an explicit path: a `mobile_sam.pt` file (or a directory holding one); for CLIP a local Hugging Face
+     directory (config.json + model.safetensors or pytorch_model.bin + tokenizer files). An explicit path
+     that is missing is reported as missing; nothing else is searched for it.
+  2. the weights directory: `$PROMPTBOX_WEIGHTS_DIR`, or `~/.cache/promptbox` when that is unset. Layout:
+         mobile_sam.pt
+         wkcn--TinyCLIP-ViT-61M-32-Text-29M-LAION400M/    <- the HF id with "/" replaced by "--"
+                                                             (what `promptbox weights fetch` writes)
+         tinyclip-61m/                                     <- the short name from CLIP_MODELS, also accepted
+  3. the Hugging Face cache (`try_to_load_from_cache` / `snapshot_download(local_files_only=True)`);
+     MobileSAM is looked up there as `dhkim2810/MobileSAM` / `mobile_sam.pt`.
+  4. a download into the weights directory, only when no offline flag (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE)
+     is set, `allow_random` is False and the network answers within a few seconds. MobileSAM comes from
+     `$PROMPTBOX_SAM_URL` (default: the official MobileSAM repository), CLIP through `snapshot_download`.
+
+Checks: a MobileSAM state_dict must have exactly the keys and shapes of mobile_sam's vit_t model, and its sha256
+must match `$PROMPTBOX_SAM_SHA256` (or the `sha256` argument) when one is configured. A CLIP directory must hold
+a CLIP config (model_type "clip"), weights that cover every parameter, and a full tokenizer.
+
+Random weights exist only for plumbing checks (`allow_random=True` and the real ones missing; the returned bool
+says so). They go through the same code as real checkpoints: `random_sam_state_dict` feeds the same state_dict
+check and load, `random_clip` builds the model from the named model's real dimensions (CLIP_DIMS). Their
+tokenizer uses CLIP's real BPE vocabulary, taken offline from open_clip_torch's `bpe_simple_vocab_16e6.txt.gz`
+and converted to the Hugging Face vocab.json + merges.txt the way CLIP derives its vocabulary.
+`write_random_sam_checkpoint` / `write_random_clip_checkpoint` write those models in the exact upstream formats,
+for tests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+if TYPE_CHECKING:
+    from mobile_sam.modeling import Sam
+
+WEIGHTS_DIR_ENV = "PROMPTBOX_WEIGHTS_DIR"
+SAM_URL_ENV = "PROMPTBOX_SAM_URL"
+SAM_SHA256_ENV = "PROMPTBOX_SAM_SHA256"
+OFFLINE_ENVS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+SAM_NAME = "mobile_sam"
+SAM_FILENAME = "mobile_sam.pt"
+DEFAULT_SAM_URL = "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"
+# sha256 of the official mobile_sam.pt (as published alongside its mirrors); checked when fetching from the default URL.
+OFFICIAL_SAM_SHA256 = "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f"
+SAM_HF_REPO = "dhkim2810/MobileSAM"  # a Hub mirror of the same file, for the HF cache lookup
+
+NETWORK_PROBE_TIMEOUT_S = 5.0  # offline machines must fail in seconds, not minutes
+DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation once connected
+RANDOM_SEED = 0
+
+
+class WeightsError(RuntimeError):
+    """A checkpoint is missing or unusable. The message names it, where it was looked for, and the fix."""
+
+
+@dataclass(frozen=True)
+class ClipDims:
+    """A CLIP model's real architecture (the MLPs are 4x wide in all of them)."""
+
+    image_size: int
+    patch_size: int
+    vision_width: int
+    vision_layers: int
+    vision_heads: int
+    text_width: int
+    text_layers: int
+    text_heads: int
+    projection_dim: int
+    hidden_act: str
+
+    def config(self) -> CLIPConfig:
+        return CLIPConfig(
+            vision_config={
+                "image_size": self.image_size,
+                "patch_size": self.patch_size,
+                "hidden_size": self.vision_width,
+                "num_hidden_layers": self.vision_layers,
+                "num_attention_heads": self.vision_heads,
+                "intermediate_size": 4 * self.vision_width,
+                "hidden_act": self.hidden_act,
+            },
+            text_config={
+                "hidden_size": self.text_width,
+                "num_hidden_layers": self.text_layers,
+                "num_attention_heads": self.text_heads,
+                "intermediate_size": 4 * self.text_width,
+                "max_position_embeddings": 77,
+                "vocab_size": 49408,
+                "hidden_act": self.hidden_act,
+            },
+            projection_dim=self.projection_dim,
+        )
+
+
+CLIP_MODELS: dict[str, str] = {
+    "tinyclip-61m": "wkcn/TinyCLIP-ViT-61M-32-Text-29M-LAION400M",
+    "tinyclip-8m": "wkcn/TinyCLIP-ViT-8M-16-Text-3M-YFCC15M",
+    "clip-b32": "openai/clip-vit-base-patch32",
+}
+# Sources: TinyCLIP's open_clip model configs (microsoft/Cream, TinyCLIP/src/open_clip/model_configs; head width 64,
+# GELU) and openai/clip-vit-base-patch32's config.json. Vision towers: 61.4 M, 8.3 M and 87.8 M parameters.
+CLIP_DIMS: dict[str, ClipDims] = {
+    #                        image patch  vision: width layers heads  text: width layers heads  proj  activation
+    "tinyclip-61m": ClipDims(224,  32,            640,  12,    10,          512,  9,     8,     512,  "gelu"),
+    "tinyclip-8m":  ClipDims(224,  16,            256,  10,    4,           256,  3,     4,     512,  "gelu"),
+    "clip-b32":     ClipDims(224,  32,            768,  12,    12,          512,  12,    8,     512,  "quick_gelu"),
+}
+DEFAULT_CLIP = "tinyclip-61m"
+
+_HF_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_WEIGHT_FILES = (
+    "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json"
+)
+_FIX = (
+    "Fix: set PROMPTBOX_WEIGHTS_DIR to a directory holding the weights (layout in promptbox/weights.py), "
+    "run `promptbox weights fetch` on a networked machine and copy that directory over, "
+    "or use --random-weights / allow_random_weights=True for plumbing checks only (the results are meaningless)."
+)
+
+
+@dataclass(frozen=True)
+class WeightRecord:
+    """One line of `promptbox weights check`."""
+
+    name: str
+    found: bool
+    where: str | None
+    detail: str
+
+
+# --- where things are -------------------------------------------------------------------------------------------
+
+
+def weights_dir() -> Path:
+    """$PROMPTBOX_WEIGHTS_DIR, or ~/.cache/promptbox (XDG_CACHE_HOME honoured) when it is unset."""
+    configured = os.environ.get(WEIGHTS_DIR_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "promptbox"
+
+
+def _weights_dir_label() -> str:
+    if os.environ.get(WEIGHTS_DIR_ENV):
+        return f"${WEIGHTS_DIR_ENV}"
+    return f"default weights dir; ${WEIGHTS_DIR_ENV} unset"
+
+
+def offline_reason() -> str | None:
+    """Which offline flag is set, or None when downloads are allowed."""
+    for name in OFFLINE_ENVS:
+        if os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+            return f"{name}={os.environ[name]}"
+    return None
+
+
+def find_sam(checkpoint: str | os.PathLike | None = None) -> tuple[Path | None, list[str]]:
+    """The MobileSAM checkpoint file (or None) and the places looked at, in resolution order."""
+    looked: list[str] = []
+    if checkpoint:  # None or "": not given
+        path = Path(checkpoint).expanduser()
+        if path.is_dir():
+            path = path / SAM_FILENAME
+        looked.append(f"{path} (explicit path)")
+        return (path if path.is_file() else None), looked
+    path = weights_dir() / SAM_FILENAME
+    looked.append(f"{path} ({_weights_dir_label()})")
+    if path.is_file():
+        return path, looked
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    looked.append(f"Hugging Face cache {constants.HF_HUB_CACHE}: {SAM_HF_REPO}/{SAM_FILENAME}")
+    cached = try_to_load_from_cache(SAM_HF_REPO, SAM_FILENAME)
+    if isinstance(cached, str) and Path(cached).is_file():
+        return Path(cached), looked
+    return None, looked
+
+
+@dataclass(frozen=True)
+class _ClipTarget:
+    """What a CLIP `name_or_path` means: an explicit directory, or a (short name, Hub id) pair."""
+
+    directory: Path | None
+    name: str | None
+    hf_id: str | None
+
+    @property
+    def label(self) -> str:
+        if self.directory is not None:
+            return str(self.directory)
+        return f"{self.name} ({self.hf_id})" if self.name else str(self.hf_id)
+
+
+def _clip_target(name_or_path: str | os.PathLike) -> _ClipTarget:
+    text = os.fspath(name_or_path)
+    if text in CLIP_MODELS:
+        return _ClipTarget(None, text, CLIP_MODELS[text])
+    by_id = {hf_id: name for name, hf_id in CLIP_MODELS.items()}
+    if text in by_id:
+        return _ClipTarget(None, by_id[text], text)
+    path = Path(text).expanduser()
+    looks_like_path = text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
+    if path.exists() or looks_like_path:
+        return _ClipTarget(path, None, None)
+    if _HF_ID.fullmatch(text):
+        return _ClipTarget(None, None, text)
+    raise WeightsError(
+        f"CLIP model {text!r} is neither a known name ({', '.join(CLIP_MODELS)}), a Hugging Face id (org/name), "
+        "nor an existing local directory"
+    )
+
+
+def resolve_clip_id(name_or_id: str) -> str:
+    """The Hugging Face id of a short name from CLIP_MODELS (an id is returned as is)."""
+    target = _clip_target(name_or_id)
+    if target.hf_id is None:
+        raise WeightsError(f"{name_or_id!r} is a local path, not a CLIP model name or Hugging Face id")
+    return target.hf_id
+
+
+def _clip_dir_problem(directory: Path) -> str | None:
+    """Why `directory` is not a loadable HF CLIP directory, or None when it looks complete."""
+    if not directory.is_dir():
+        return "not found"
+    if not (directory / "config.json").is_file():
+        return "exists but has no config.json"
+    if not any((directory / name).is_file() for name in _WEIGHT_FILES):
+        return f"exists but has no weights ({' / '.join(_WEIGHT_FILES[:2])})"
+    return None
+
+
+def find_clip(name_or_path: str | os.PathLike = DEFAULT_CLIP) -> tuple[Path | None, list[str]]:
+    """The local HF directory of a CLIP model (or None) and the places looked at, in resolution order."""
+    return _find_clip(_clip_target(name_or_path))
+
+
+def _find_clip(target: _ClipTarget) -> tuple[Path | None, list[str]]:
+    looked: list[str] = []
+
+    def accept(directory: Path, label: str) -> bool:
+        problem = _clip_dir_problem(directory)
+        looked.append(f"{directory} ({label})" + (f": {problem}" if problem and problem != "not found" else ""))
+        return problem is None
+
+    if target.directory is not None:
+        return (target.directory if accept(target.directory, "explicit directory") else None), looked
+    assert target.hf_id is not None
+    root = weights_dir()
+    candidates = ([root / target.name] if target.name else []) + [root / _hub_dirname(target.hf_id)]
+    for directory in candidates:
+        if accept(directory, _weights_dir_label()):
+            return directory, looked
+
+    from huggingface_hub import constants, snapshot_download
+
+    label = f"Hugging Face cache {constants.HF_HUB_CACHE}: {target.hf_id}"
+    try:
+        snapshot = Path(snapshot_download(target.hf_id, local_files_only=True))
+    except Exception as error:  # LocalEntryNotFoundError and friends: not cached
+        looked.append(f"{label} (not cached: {type(error).__name__})")
+        return None, looked
+    problem = _clip_dir_problem(snapshot)
+    looked.append(label + (f" ({snapshot}: {problem})" if problem else ""))
+    return (snapshot if problem is None else None), looked
+
+
+def _hub_dirname(hf_id: str) -> str:
+    return hf_id.replace("/", "--")
+
+
+# --- MobileSAM --------------------------------------------------------------------------------------------------
+
+
+def load_sam(
+    checkpoint: str | os.PathLike | None = None,
+    device: str = "cpu",
+    allow_random: bool = False,
+    *,
+    sha256: str | None = None,
+    download: bool = True,
+) -> tuple[Sam, bool]:
+    """MobileSAM (vit_t) in eval mode on `device`, and whether its weights are random (see the module docstring)."""
+    path, looked = find_sam(checkpoint)
+    if path is None and not checkpoint and download and not allow_random:
+        path = _download_sam_into_weights_dir(looked)
+    if path is None:
+        if not allow_random:
+            raise WeightsError(
+                f"MobileSAM checkpoint {Path(checkpoint or SAM_FILENAME).name!r} not found. Looked in:\n  - "
+                + "\n  - ".join(looked)
+                + f"\n{_FIX}"
+            )
+        state_dict, source, is_random = random_sam_state_dict(), f"random init (seed {RANDOM_SEED})", True
+    else:
+        _check_sha256(path, sha256 or os.environ.get(SAM_SHA256_ENV))
+        state_dict, source, is_random = _read_sam_state_dict(path), str(path), False
+    model = sam_from_state_dict(state_dict, source)
+    return model.to(device).eval(), is_random
+
+
+def _new_vit_t() -> Sam:
+    from mobile_sam import sam_model_registry
+
+    return sam_model_registry["vit_t"]()
+
+
+def random_sam_state_dict(seed: int = RANDOM_SEED) -> dict[str, torch.Tensor]:
+    """The state_dict of a freshly initialised vit_t MobileSAM, the same for the same seed."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _new_vit_t().state_dict()
+
+
+def write_random_sam_checkpoint(path: str | os.PathLike, seed: int = RANDOM_SEED) -> Path:
+    """torch.save a random vit_t state_dict: the format of the official mobile_sam.pt (a directory gets one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / SAM_FILENAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(random_sam_state_dict(seed), path)
+    return path
+
+
+def _read_sam_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
+    try:
+        # weights_only: a checkpoint is data; never run a pickle's code.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise WeightsError(
+            f"{path} could not be read as a MobileSAM checkpoint ({type(error).__name__}: {error}). "
+            f"Expected the torch.save'd state_dict of the official {SAM_FILENAME}; the file may be truncated.\n{_FIX}"
+        ) from error
+
+
+def sam_from_state_dict(state_dict: Mapping[str, torch.Tensor], source: str) -> Sam:
+    """A vit_t MobileSAM holding `state_dict`, which must match the model's keys and shapes exactly."""
+    if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise WeightsError(
+            f"{source} is not a MobileSAM state_dict (got {type(state_dict).__name__}); "
+            f"expected a mapping of parameter names to tensors, as in the official {SAM_FILENAME}"
+        )
+    model = _new_vit_t()
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k} {tuple(state_dict[k].shape)} (model: {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    ]
+    problems = [
+        f"{label}: {_few(keys)}"
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", mismatched))
+        if keys
+    ]
+    if problems:
+        raise WeightsError(
+            f"{source} does not match MobileSAM vit_t: " + "; ".join(problems)
+            + f". Is it the vit_t {SAM_FILENAME} (not a SAM vit_b/l/h or a MobileSAMv2 checkpoint)?"
+        )
+    model.load_state_dict(state_dict, strict=True)
+    return model
+
+
+def _few(items: list[str], shown: int = 4) -> str:
+    more = f" (+{len(items) - shown} more)" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_sha256(path: Path, expected: str | None) -> None:
+    if not expected:
+        return
+    actual = _file_sha256(path)
+    if actual != expected.strip().lower():
+        raise WeightsError(
+            f"{path}: sha256 {actual} does not match the configured {expected.strip()} "
+            f"(${SAM_SHA256_ENV} or the sha256 argument). The file is corrupt or a different checkpoint: "
+            "delete it and run `promptbox weights fetch` again, or correct the configured hash."
+        )
+
+
+# --- CLIP -------------------------------------------------------------------------------------------------------
+
+
+def load_clip(
+    name_or_path: str | os.PathLike = DEFAULT_CLIP,
+    device: str = "cpu",
+    allow_random: bool = False,
+    *,
+    download: bool = True,
+) -> tuple[CLIPModel, CLIPTokenizer, bool]:
+    """A CLIPModel in eval mode on `device`, its tokenizer, and whether the weights are random."""
+    target = _clip_target(name_or_path)
+    directory, looked = _find_clip(target)
+    if directory is None and target.hf_id is not None and download and not allow_random:
+        directory = _download_clip_into_weights_dir(target, looked)
+    if directory is None:
+        if not allow_random:
+            raise WeightsError(
+                f"CLIP model {target.label} not found. Looked in:\n  - " + "\n  - ".join(looked) + f"\n{_FIX}"
+            )
+        if target.name is None:
+            raise WeightsError(
+                f"CLIP model {target.label} not found, and random stand-in weights exist only for the known "
+                f"names ({', '.join(CLIP_MODELS)}), whose dimensions are known. Looked in:\n  - "
+                + "\n  - ".join(looked)
+            )
+        model, tokenizer = random_clip(target.name)
+        return _ready(model, device), tokenizer, True
+    model, tokenizer = read_clip_dir(directory)
+    return _ready(model, device), tokenizer, False
+
+
+def _ready(model: CLIPModel, device: str) -> CLIPModel:
+    # float32: the CPU path has no fast half-precision kernels, and a Hub checkpoint may be stored in fp16.
+    return model.float().to(device).eval().requires_grad_(False)
+
+
+def read_clip_dir(directory: str | os.PathLike) -> tuple[CLIPModel, CLIPTokenizer]:
+    """Model and tokenizer from a local Hugging Face CLIP directory, checked; any failure is a WeightsError."""
+    directory = Path(directory)
+    try:
+        config = json.loads((directory / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise WeightsError(f"{directory}: config.json could not be read ({error})") from error
+    if config.get("model_type") != "clip":
+        raise WeightsError(
+            f"{directory}: config.json has model_type={config.get('model_type')!r}; promptbox needs a CLIP model "
+            "(model_type 'clip', loaded with transformers.CLIPModel)"
+        )
+    try:
+        model, info = CLIPModel.from_pretrained(directory, output_loading_info=True, local_files_only=True)
+        tokenizer = CLIPTokenizer.from_pretrained(directory, local_files_only=True)
+    except Exception as error:
+        raise WeightsError(f"CLIP model in {directory} could not be loaded: {type(error).__name__}: {error}") from error
+    # transformers only warns about these and leaves the parameters random: that must not pass as a real model.
+    missing, mismatched = sorted(info.get("missing_keys", ())), sorted(map(str, info.get("mismatched_keys", ())))
+    if missing or mismatched:
+        labelled = (("missing", missing), ("mismatched", mismatched))
+        problems = [f"{label}: {_few(keys)}" for label, keys in labelled if keys]
+        raise WeightsError(f"CLIP weights in {directory} do not match its config.json: " + "; ".join(problems))
+    vocab_size = model.config.text_config.vocab_size
+    if len(tokenizer) != vocab_size:
+        raise WeightsError(
+            f"{directory}: the tokenizer has {len(tokenizer)} tokens but the model expects {vocab_size}; "
+            "the tokenizer files (tokenizer.json or vocab.json + merges.txt) are missing or wrong"
+        )
+    return model, tokenizer
+
+
+def random_clip(name: str = DEFAULT_CLIP, seed: int = RANDOM_SEED) -> tuple[CLIPModel, CLIPTokenizer]:
+    """A freshly initialised CLIPModel with the named model's real dimensions, and CLIP's real tokenizer."""
+    if name not in CLIP_DIMS:
+        raise WeightsError(f"no dimensions known for CLIP model {name!r}; known: {', '.join(CLIP_DIMS)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIPModel(CLIP_DIMS[name].config())
+    return model.eval(), offline_clip_tokenizer()
+
+
+def write_random_clip_checkpoint(
+    directory: str | os.PathLike, name: str = DEFAULT_CLIP, seed: int = RANDOM_SEED
+) -> Path:
+    """Write a random `name` model as the Hub repos hold it: config.json, model.safetensors, tokenizer and
+    preprocessor files. Returns the directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = random_clip(name, seed)
+    model.save_pretrained(directory, safe_serialization=True)
+    write_clip_vocab_files(directory)
+    tokenizer.save_pretrained(directory)
+    CLIPImageProcessor(size={"shortest_edge": CLIP_DIMS[name].image_size}).save_pretrained(directory)
+    return directory
+
+
+# --- the offline tokenizer --------------------------------------------------------------------------------------
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """CLIP's (and GPT-2's) reversible byte -> printable unicode character table."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {b: chr(b) for b in printable}, 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def _bpe_vocab_path() -> Path:
+    spec = importlib.util.find_spec("open_clip")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError("open_clip_torch is not installed; it provides CLIP's BPE vocabulary for random weights")
+    path = Path(next(iter(spec.submodule_search_locations))) / "bpe_simple_vocab_16e6.txt.gz"
+    if not path.is_file():
+        raise WeightsError(f"CLIP's BPE vocabulary is missing from open_clip_torch: {path}")
+    return path
+
+
+@lru_cache(maxsize=1)
+def clip_vocabulary() -> tuple[dict[str, int], tuple[str, ...]]:
+    """(vocab, merges) of CLIP's tokenizer, derived from open_clip's bpe_simple_vocab_16e6.txt.gz as CLIP does."""
+    lines = gzip.open(_bpe_vocab_path()).read().decode("utf-8").split("\n")
+    merges = tuple(lines[1 : 49152 - 256 - 2 + 1])  # line 0 is a version header; 48894 merges
+    byte_chars = list(_bytes_to_unicode().values())
+    tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m.split()) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {token: i for i, token in enumerate(tokens)}, merges
+
+
+def write_clip_vocab_files(directory: str | os.PathLike) -> None:
+    """vocab.json + merges.txt, the slow-tokenizer files of the CLIP Hub repos."""
+    vocab, merges = clip_vocabulary()
+    directory = Path(directory)
+    (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+
+
+def offline_clip_tokenizer() -> CLIPTokenizer:
+    """CLIP's tokenizer built without the network (from the files `write_clip_vocab_files` writes)."""
+    with tempfile.TemporaryDirectory(prefix="promptbox-clip-vocab-") as scratch:
+        write_clip_vocab_files(scratch)
+        return CLIPTokenizer.from_pretrained(scratch, local_files_only=True)
+
+
+# --- downloads --------------------------------------------------------------------------------------------------
+
+
+def _require_network(url: str) -> None:
+    """Fail in seconds when the host (or the configured proxy) does not answer."""
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or os.environ.get("ALL_PROXY")
+    parsed = urllib.parse.urlparse(proxy if proxy else url)
+    host, port = parsed.hostname, parsed.port or (443 if parsed.scheme in ("https", "") else 80)
+    try:
+        socket.create_connection((host, port), timeout=NETWORK_PROBE_TIMEOUT_S).close()
+    except OSError as error:
+        raise WeightsError(
+            f"no network: {host}:{port} did not answer within {NETWORK_PROBE_TIMEOUT_S:.0f} s ({error})"
+        ) from error
+
+
+def download_sam(
+    url: str | None = None, destination: str | os.PathLike | None = None, sha256: str | None = None
+) -> Path:
+    """Download mobile_sam.pt (default: $PROMPTBOX_SAM_URL or the official URL) into the weights directory."""
+    reason = offline_reason()
+    if reason:
+        raise WeightsError(f"not downloading {SAM_FILENAME}: {reason} is set (unset it on a networked machine)")
+    url = url or os.environ.get(SAM_URL_ENV) or DEFAULT_SAM_URL
+    destination = Path(destination) if destination else weights_dir() / SAM_FILENAME
+    expected = sha256 or os.environ.get(SAM_SHA256_ENV) or (OFFICIAL_SAM_SHA256 if url == DEFAULT_SAM_URL else None)
+    _require_network(url)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(destination.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(partial, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+        _check_sha256(partial, expected)
+    except WeightsError:
+        partial.unlink(missing_ok=True)
+        raise
+    except (OSError, urllib.error.URLError) as error:
+        partial.unlink(missing_ok=True)
+        raise WeightsError(f"download of {url} failed: {error}") from error
+    partial.replace(destination)  # only a complete, checked file ever carries the real name
+    return destination
+
+
+def _download_sam_into_weights_dir(looked: list[str]) -> Path | None:
+    reason = offline_reason()
+    if reason:
+        looked.append(f"download: skipped, {reason}")
+        return None
+    try:
+        return download_sam()
+    except WeightsError as error:
+        looked.append(f"download: {error}")
+        return None
+
+
+def _pick_weight_file(hf_id: str) -> str:
+    from huggingface_hub import list_repo_files
+
+    files = set(list_repo_files(hf_id))
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if name in files:
+            return name
+    raise WeightsError(f"{hf_id} on the Hub has neither model.safetensors nor pytorch_model.bin")
+
+
+def download_clip(name_or_id: str, destination: str | os.PathLike | None = None) -> Path:
+    """snapshot_download a CLIP model's config, tokenizer and one weights file into the weights directory."""
+    reason = offline_reason()
+    if reason:
+        raise WeightsError(f"not downloading {name_or_id}: {reason} is set (unset it on a networked machine)")
+    hf_id = resolve_clip_id(name_or_id)
+    destination = Path(destination) if destination else weights_dir() / _hub_dirname(hf_id)
+    from huggingface_hub import constants, snapshot_download
+
+    _require_network(constants.ENDPOINT)
+    try:
+        # One weights format only: the openai repo also holds pytorch, TF and Flax copies (GBs).
+        patterns = ["*.json", "merges.txt", _pick_weight_file(hf_id)]
+        snapshot_download(hf_id, local_dir=destination, allow_patterns=patterns, etag_timeout=DOWNLOAD_TIMEOUT_S)
+    except WeightsError:
+        raise
+    except Exception as error:
+        raise WeightsError(f"download of {hf_id} failed: {type(error).__name__}: {error}") from error
+    problem = _clip_dir_problem(destination)
+    if problem:
+        raise WeightsError(f"download of {hf_id} into {destination} is incomplete: {problem}")
+    return destination
+
+
+def _download_clip_into_weights_dir(target: _ClipTarget, looked: list[str]) -> Path | None:
+    reason = offline_reason()
+    if reason:
+        looked.append(f"download: skipped, {reason}")
+        return None
+    try:
+        return download_clip(target.hf_id or "")
+    except WeightsError as error:
+        looked.append(f"download: {error}")
+        return None
+
+
+# --- the CLI's check and fetch ----------------------------------------------------------------------------------
+
+
+def _selection(names: Iterable[str] | None) -> list[str]:
+    """SAM always (every mode needs it), then the named CLIP models: None -> the default one, "all" -> all."""
+    clip_names: list[str] = []
+    for name in names or [DEFAULT_CLIP]:
+        picked = list(CLIP_MODELS) if name == "all" else [] if name == SAM_NAME else [name]
+        clip_names += [n for n in picked if n not in clip_names]
+    return [SAM_NAME, *clip_names]
+
+
+def check(names: Iterable[str] | None = None) -> list[WeightRecord]:
+    """Where each checkpoint would be loaded from; never downloads. `names`: CLIP names/ids/paths, "all",
+    or None for the default CLIP model; mobile_sam is always checked."""
+    records = []
+    for name in _selection(names):
+        if name == SAM_NAME:
+            path, looked = find_sam()
+            records.append(_record(name, path, looked))
+            if path is not None and os.environ.get(SAM_SHA256_ENV):
+                try:
+                    _check_sha256(path, os.environ[SAM_SHA256_ENV])
+                except WeightsError as error:
+                    records[-1] = WeightRecord(name, False, str(path), str(error))
+            continue
+        try:
+            directory, looked = find_clip(name)
+        except WeightsError as error:
+            records.append(WeightRecord(name, False, None, str(error)))
+            continue
+        records.append(_record(name, directory, looked))
+    return records
+
+
+def _record(name: str, found: Path | None, looked: list[str]) -> WeightRecord:
+    if found is None:
+        return WeightRecord(name, False, None, "looked in: " + "; ".join(looked))
+    size = sum(p.stat().st_size for p in found.rglob("*") if p.is_file()) if found.is_dir() else found.stat().st_size
+    return WeightRecord(name, True, str(found), f"{size / 1e6:.1f} MB")
+
+
+def fetch(names: Iterable[str] | None = None) -> Iterator[str]:
+    """Download what is missing into the weights directory, yielding one progress line per model (iterate it).
+    `names` as in `check`. Raises WeightsError when offline or a download fails."""
+    for name in _selection(names):
+        if name == SAM_NAME:
+            path, _ = find_sam()
+            if path is not None:
+                yield f"{name}: already present at {path}"
+                continue
+            yield f"{name}: downloading {os.environ.get(SAM_URL_ENV) or DEFAULT_SAM_URL} ..."
+            yield f"{name}: saved to {download_sam()}"
+            continue
+        directory, _ = find_clip(name)
+        if directory is not None:
+            yield f"{name}: already present at {directory}"
+            continue
+        yield f"{name}: downloading {resolve_clip_id(name)} ..."
+        yield f"{name}: saved to {download_clip(name)}"
