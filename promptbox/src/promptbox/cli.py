@@ -36,7 +36,13 @@ def _parser() -> argparse.ArgumentParser:
     locate.add_argument("--sam-checkpoint", help="path to mobile_sam.pt (default: resolve, see README)")
     locate.add_argument("--mode", default="exact", choices=("exact", "fast", "upstream"), help="proposal mode")
     locate.add_argument("--min-score", type=float, default=None, help="calibrated score below which: not found")
-    locate.add_argument("--points-per-side", type=int, default=None, help="AMG grid (default 16)")
+    locate.add_argument(
+        "--amg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an AMG setting, e.g. --amg points_per_side=8 --amg pred_iou_thresh=0.7 (repeatable)",
+    )
     locate.add_argument(
         "--random-weights",
         action="store_true",
@@ -46,21 +52,33 @@ def _parser() -> argparse.ArgumentParser:
 
     weights_cmd = sub.add_parser("weights", help="check or fetch the model checkpoints")
     weights_cmd.add_argument("action", choices=("check", "fetch"))
-    weights_cmd.add_argument("--model", action="append", help="CLIP model name(s) to fetch/check (default: all)")
+    weights_cmd.add_argument(
+        "--model",
+        action="append",
+        help="CLIP model to fetch/check, repeatable, or 'all' (default: tinyclip-61m); mobile_sam.pt always",
+    )
     weights_cmd.set_defaults(run=_run_weights)
 
-    bench = sub.add_parser("bench", help="time the seed configuration against exact and fast modes")
-    from promptbox import bench as bench_module
-
-    bench_module.add_arguments(bench)
-    bench.set_defaults(run=bench_module.run_from_args)
+    # The bench parses its own options, so `promptbox locate` never imports it.
+    bench = sub.add_parser("bench", help="time the seed configuration against exact and fast modes", add_help=False)
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(run=_run_bench)
     return parser
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from promptbox import bench
+
+    parser = argparse.ArgumentParser(prog="promptbox bench", description="time the seed configuration side by side")
+    bench.add_arguments(parser)
+    return bench.run_from_args(parser.parse_args(args.bench_args))
 
 
 def _run_locate(args: argparse.Namespace) -> int:
     import cv2
 
     from promptbox.annotate import draw
+    from promptbox.command import parse
     from promptbox.config import LocatorConfig
     from promptbox.locator import Locator
     from promptbox.weights import WeightsError
@@ -72,7 +90,8 @@ def _run_locate(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     image = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     try:
-        overrides = {"amg_points_per_side": args.points_per_side} if args.points_per_side else {}
+        parse(args.text)  # refuse a bad command before spending seconds on loading models
+        overrides = _amg_overrides(args.amg)
         config = LocatorConfig(
             sam_checkpoint=args.sam_checkpoint,
             clip_model=args.model,
@@ -102,6 +121,24 @@ def _run_locate(args: argparse.Namespace) -> int:
     else:
         print(_summary(result))
     return EXIT_FOUND if result.found else EXIT_NOT_FOUND
+
+
+def _amg_overrides(pairs: list[str]) -> dict[str, float | int]:
+    from dataclasses import fields
+
+    from promptbox.config import AmgSettings
+
+    types = {f.name: f.type for f in fields(AmgSettings)}
+    overrides: dict[str, float | int] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in types or not value:
+            raise ValueError(f"--amg {pair!r}: expected NAME=VALUE with NAME one of {', '.join(types)}")
+        try:
+            overrides[f"amg_{name}"] = int(value) if types[name] in ("int", int) else float(value)
+        except ValueError:
+            raise ValueError(f"--amg {pair!r}: {value!r} is not a {types[name]}") from None
+    return overrides
 
 
 def _summary(result) -> str:

@@ -39,7 +39,16 @@ class Locator:
         sam, sam_random = weights.load_sam(self.config.sam_checkpoint, self.config.device, allow_random)
         clip, tokenizer, clip_random = weights.load_clip(self.config.clip_model, self.config.device, allow_random)
         self.random_weights = sam_random or clip_random
-        self.proposer = MaskProposer(sam, self.config.amg, self.config.device, self.config.encoder_backend)
+        amg = self.config.amg
+        self.proposer = MaskProposer(
+            sam,
+            amg,
+            self.config.device,
+            self.config.encoder_backend,
+            # Fast mode's quality floor is never stricter than the AMG thresholds the user set.
+            point_iou_floor=min(0.5, amg.pred_iou_thresh),
+            point_stability_floor=min(0.5, amg.stability_score_thresh),
+        )
         self.matcher = Matcher(clip, tokenizer, self.config.device)
         self._background = self.matcher.encode_texts(BACKGROUND_PHRASES)
         self._frames: OrderedDict[str, FrameEmbedding] = OrderedDict()
@@ -117,7 +126,8 @@ class Locator:
                 regions = self.matcher.encode_regions(image, proposals.boxes_xyxy, proposals.masks)
                 similarity = (regions @ text.vector.to(regions)).float().cpu().numpy()
                 background = (regions @ self._background.to(regions).T).float().cpu().numpy()
-                confidence = calibrate(similarity, background)
+                # The model's own temperature: the one its contrastive training calibrated its logits with.
+                confidence = calibrate(similarity, background, logit_scale=self.matcher.logit_scale)
 
             stage("selecting", STAGE_PROGRESS["selecting"])
             with _timed(timings, "selecting"):

@@ -1,0 +1,83 @@
+"""`promptbox locate` end to end: exit codes, JSON, the annotated image, and the random-weights marking."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from promptbox.cli import main
+
+SAMPLE = Path(__file__).resolve().parents[1] / "src" / "promptbox" / "data" / "coffee.png"
+# Random weights predict low IoUs: zero thresholds keep masks, a 2x2 grid keeps it quick.
+SMALL = ["--amg", "points_per_side=2", "--amg", "pred_iou_thresh=0", "--amg", "stability_score_thresh=0"]
+
+
+@pytest.fixture()
+def offline(no_weights, monkeypatch):
+    """conftest's no-weights environment, also for subprocesses: their HF cache is empty and they stay offline."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(no_weights / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return no_weights
+
+
+def test_random_weights_end_to_end_through_the_installed_entry_point(offline, tmp_path):
+    out = tmp_path / "annotated.png"
+    completed = subprocess.run(
+        [str(Path(sys.executable).with_name("promptbox")), "locate", str(SAMPLE), "take the coffee cup", "--json",
+         "--random-weights", "--min-score", "0", "--out", str(out), *SMALL],
+        capture_output=True, text=True, env=os.environ.copy(), timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    payload = json.loads(completed.stdout)
+    assert payload["random_weights"] is True
+    assert payload["found"] is True and payload["phrase"] == "coffee cup"
+    x0, y0, x1, y1 = payload["box_xyxy"]
+    height, width = cv2.imread(str(SAMPLE)).shape[:2]
+    assert 0 <= x0 <= x1 <= width and 0 <= y0 <= y1 <= height
+    assert payload["image"] == {"path": str(SAMPLE), "width": width, "height": height}
+    assert {"embedding", "proposing", "matching", "selecting", "total"} <= set(payload["timings_ms"])
+    annotated = cv2.imread(str(out))
+    assert annotated is not None and annotated.shape[:2] == (height, width)
+
+
+def test_missing_weights_exit_2_and_say_how_to_get_them(offline, capsys):
+    code = main(["locate", str(SAMPLE), "take the coffee cup", *SMALL])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "mobile_sam.pt" in err and "PROMPTBOX_WEIGHTS_DIR" in err and "--random-weights" in err
+
+
+def test_not_found_exits_3_and_the_text_output_is_marked(offline, capsys):
+    code = main(["locate", str(SAMPLE), "take the coffee cup", "--random-weights", "--min-score", "1", *SMALL])
+    out = capsys.readouterr().out
+    assert code == 3
+    assert out.startswith("[RANDOM WEIGHTS] not found 'coffee cup'")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["locate", "/nonexistent.png", "take the cup"], "image '/nonexistent.png' could not be read"),
+        (["locate", str(SAMPLE), "please", "--random-weights"], "command"),
+        (["locate", str(SAMPLE), "take the cup", "--device", "tpu", "--random-weights"], "device='tpu'"),
+        (["locate", str(SAMPLE), "take the cup", "--min-score", "7", "--random-weights"], "min_score=7.0"),
+        (["locate", str(SAMPLE), "take the cup", "--amg", "grid=3", "--random-weights"], "--amg 'grid=3'"),
+    ],
+)
+def test_input_errors_exit_2_with_a_message(offline, capsys, argv, message):
+    assert main([*argv, *SMALL]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_checkpoints_given_by_path_are_not_marked_random(sam_checkpoint, clip_dir, capsys):
+    code = main(["locate", str(SAMPLE), "take the coffee cup", "--json", "--min-score", "0",
+                 "--sam-checkpoint", str(sam_checkpoint), "--model", str(clip_dir), *SMALL])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert payload["random_weights"] is False
