@@ -17,6 +17,16 @@ say() { printf '[setup] %s\n' "$*"; }
 fresh() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 digest() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
+# pip, without its warnings about this machine's absent local index folders; pip's own status decides.
+pip_quiet() {
+  local log="$build/pip.log"
+  if "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" > "$log" 2>&1; then
+    return 0
+  fi
+  grep -v "is ignored: it is neither a file nor a directory" "$log" >&2
+  return 1
+}
+
 # 1. Python environment.
 if [ ! -x "$venv/bin/python" ]; then
   say "creating $venv"
@@ -26,14 +36,10 @@ req_digest=$(digest "$root/requirements.lock" "$root/promptbox/pyproject.toml")
 if ! fresh "$build/.pip-stamp" "$req_digest"; then
   say "installing pinned packages from requirements.lock (about 2 minutes from a warm pip cache)"
   # pip's find-links warnings about missing local index folders are noise here; real errors still fail the step.
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/requirements.lock" 2>&1 \
-    | grep -v "is ignored: it is neither a file nor a directory" || true
-  "$venv/bin/python" -m pip check >/dev/null 2>&1 || "$venv/bin/python" -m pip check || true
-  "$venv/bin/python" -c "import torch, torchvision, transformers, mobile_sam, rclpy" \
-    || { echo "[setup] the pinned packages did not install; see pip's output above" >&2; exit 1; }
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$root/promptbox" 2>&1 \
-    | grep -v "is ignored: it is neither a file nor a directory" || true
-  "$venv/bin/python" -c "import promptbox" || { echo "[setup] promptbox did not install" >&2; exit 1; }
+  pip_quiet -r "$root/requirements.lock" || { echo "[setup] pip could not install requirements.lock" >&2; exit 1; }
+  pip_quiet --no-deps -e "$root/promptbox" || { echo "[setup] pip could not install ./promptbox" >&2; exit 1; }
+  "$venv/bin/python" -W ignore -c "import torch, torchvision, transformers, mobile_sam, rclpy, promptbox" \
+    || { echo "[setup] the installed packages do not import" >&2; exit 1; }
   echo "$req_digest" > "$build/.pip-stamp"
 else
   say "python packages up to date"
@@ -45,7 +51,7 @@ np_include=$("$venv/bin/python" -c "import numpy; print(numpy.get_include())")
 fix_digest=$(printf '%s\n%s\n%s\n' "$py_include" "$np_include" "$req_digest" | sha256sum | cut -d' ' -f1)
 if ! fresh "$build/.cmake-fix-stamp" "$fix_digest"; then
   say "rewriting build-machine paths in the ROS wheels' CMake files"
-  grep -rlE '/opt/python/cp311-cp311' "$venv/share" --include='*.cmake' \
+  { grep -rlE '/opt/python/cp311-cp311' "$venv/share" --include='*.cmake' || true; } \
     | xargs -r sed -i -E \
         -e "s#/opt/python/cp311-cp311/include/python3\.11#${py_include}#g" \
         -e "s#/opt/python/cp311-cp311/lib/python3\.11/site-packages/numpy/_core/include#${np_include}#g"
