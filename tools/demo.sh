@@ -6,7 +6,8 @@ image="$root/promptbox/src/promptbox/data/coffee.png"
 out="$root/out/demo.png"
 flags=()
 if [ "${PROMPTBOX_RANDOM_WEIGHTS:-0}" = "1" ]; then
-  flags+=(--random-weights)
+  # Random models predict low mask quality; zero thresholds let masks flow through every stage of the check.
+  flags+=(--random-weights --min-score 0 --amg pred_iou_thresh=0 --amg stability_score_thresh=0)
   echo "demo: PROMPTBOX_RANDOM_WEIGHTS=1: random-init models where checkpoints are missing; the box is meaningless" >&2
 fi
 set +e
