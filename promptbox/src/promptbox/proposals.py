@@ -1,0 +1,648 @@
+"""Mask proposals from MobileSAM: upstream's automatic mask generator, and the same masks with much less work.
+
+Upstream decodes every point prompt against its own copy of the 256x64x64 image embedding, upsamples all three
+masks of every prompt to full size, and only then filters them. Here the image side that every prompt shares is
+computed once per frame, the prompt side is batched against it, the filters run before the upsampling, and only
+the masks that pass are brought to full size. The modules and weights are mobile_sam's own; only the order of the
+arithmetic around them changes, so the masks are upstream's up to float rounding (tests/test_proposals.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mobile_sam.automatic_mask_generator import SamAutomaticMaskGenerator
+from mobile_sam.modeling import Sam
+from mobile_sam.modeling.transformer import Attention
+from mobile_sam.utils.amg import (
+    batched_mask_to_box,
+    build_all_layer_point_grids,
+    calculate_stability_score,
+    remove_small_regions,
+)
+from mobile_sam.utils.transforms import ResizeLongestSide
+from torchvision.ops.boxes import batched_nms
+
+from promptbox.config import ENCODER_BACKENDS, AmgSettings
+
+# Stability is first computed on the low-res logits, as a cheap pre-check: a mask this far below the threshold there
+# is dropped; the rest are decided on full-size logits, as upstream does. Low-res and full-size scores differ by
+# under 0.01 on the test masks (tests/test_proposals.py holds them under a quarter of this margin).
+LOW_RES_STABILITY_MARGIN = 0.1
+# Prompts decoded together (at most points_per_batch). On CPU small batches win: a few prompts' 4-8 MB tensors stay
+# in cache and below glibc's mmap threshold, so freed memory is reused rather than page-faulted in again; GPUs want
+# the whole points_per_batch.
+_CPU_BATCH = 4
+
+
+@dataclass
+class FrameEmbedding:
+    """One frame's image embedding, and the geometry that maps it back to the frame."""
+
+    features: torch.Tensor  # (1, 256, 64, 64)
+    original_size: tuple[int, int]  # (H, W) of the frame
+    input_size: tuple[int, int]  # (H, W) of the frame resized to the encoder's longest side, before padding
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    # The frame itself, kept only for crop_n_layers > 0 (crops need their own embeddings); None otherwise.
+    image_rgb: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass
+class Proposals:
+    """Candidate object masks in source pixels; boxes are xyxy with inclusive max, as upstream's."""
+
+    masks: np.ndarray  # (N, H, W) bool
+    boxes_xyxy: np.ndarray  # (N, 4) float32
+    predicted_iou: np.ndarray  # (N,) float32
+    stability: np.ndarray  # (N,) float32
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.boxes_xyxy)
+
+
+@dataclass
+class _Filter:
+    """Which decoded masks go on to full size. AMG's rule is strict for IoU and off at thresholds <= 0."""
+
+    iou: float
+    stability: float
+    iou_strict: bool = True
+
+    def keep_iou(self, iou: torch.Tensor) -> torch.Tensor:
+        if self.iou <= 0.0:
+            return torch.ones_like(iou, dtype=torch.bool)
+        return iou > self.iou if self.iou_strict else iou >= self.iou
+
+
+@dataclass
+class _SharedImageSide:
+    """What every point prompt of one frame shares in the two-way transformer: computed once per frame."""
+
+    src: torch.Tensor  # (N, C) image embedding + the no-mask dense embedding, token-major
+    pe: torch.Tensor  # (N, C) dense positional encoding
+    keys_token_to_image: torch.Tensor  # (heads, N, d) first layer's k_proj(src + pe)
+    values_token_to_image: torch.Tensor  # (heads, N, d) first layer's v_proj(src)
+    queries_image_to_token: torch.Tensor  # (heads, N, d) first layer's q_proj(src + pe)
+
+
+@dataclass
+class _Decoded:
+    """Masks that passed the filters, full size and bit-packed (8x smaller), with their scores."""
+
+    packed: list[np.ndarray] = field(default_factory=list)
+    boxes: list[torch.Tensor] = field(default_factory=list)
+    iou: list[torch.Tensor] = field(default_factory=list)
+    stability: list[torch.Tensor] = field(default_factory=list)
+
+
+class MaskProposer:
+    """Image embedding and mask proposals for one MobileSAM model. Not thread-safe; the Locator serialises calls."""
+
+    def __init__(
+        self,
+        sam: Sam,
+        settings: AmgSettings | None = None,
+        device: str = "cpu",
+        encoder_backend: str = "torch",
+        *,
+        point_iou_floor: float = 0.5,
+        point_stability_floor: float = 0.5,
+        onnx_cache_dir: str | Path | None = None,
+    ) -> None:
+        if encoder_backend not in ENCODER_BACKENDS:
+            raise ValueError(f"encoder_backend={encoder_backend!r} is not supported; accepted: {ENCODER_BACKENDS}")
+        self.sam = sam.to(device).eval()
+        self.settings = settings or AmgSettings()  # may be replaced between calls (the bench does)
+        self.device = device
+        self.encoder_backend = encoder_backend
+        # propose_points' light floor: a point prompt's masks below these are not objects worth matching.
+        self.point_iou_floor = point_iou_floor
+        self.point_stability_floor = point_stability_floor
+        self.transform = ResizeLongestSide(sam.image_encoder.img_size)
+        self._onnx_cache_dir = Path(onnx_cache_dir) if onnx_cache_dir else _default_cache_dir()
+        self._onnx_session = None
+        self._resize_matrices: dict[tuple, tuple[int, int, torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def decode_batch(self) -> int:
+        """Point prompts decoded together: points_per_batch, at most _CPU_BATCH on CPU."""
+        batch = max(1, self.settings.points_per_batch)
+        return batch if str(self.device).startswith("cuda") else min(batch, _CPU_BATCH)
+
+    # ----------------------------------------------------------------------------------------------- embedding
+    def embed(self, image_rgb: np.ndarray) -> FrameEmbedding:
+        """The frame's image embedding: resize to the encoder's longest side, normalise, pad, encode."""
+        image = _check_rgb(image_rgb)
+        started = time.perf_counter()
+        resized = self.transform.apply_image(image)  # PIL resize, exactly as SamPredictor.set_image
+        pixels = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        input_size = (int(pixels.shape[-2]), int(pixels.shape[-1]))
+        with torch.inference_mode():
+            pixels = self.sam.preprocess(pixels)
+            prepared = time.perf_counter()
+            features = self._encode(pixels)
+        _sync(self.device)
+        done = time.perf_counter()
+        keep_image = image if self.settings.crop_n_layers > 0 else None
+        return FrameEmbedding(
+            features=features,
+            original_size=(int(image.shape[0]), int(image.shape[1])),
+            input_size=input_size,
+            timings_ms={"preprocess": (prepared - started) * 1e3, "encoder": (done - prepared) * 1e3},
+            image_rgb=keep_image,
+        )
+
+    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.encoder_backend == "torch":
+            return self.sam.image_encoder(pixels)
+        session = self._onnx_session or self._load_onnx_session()
+        (features,) = session.run(None, {"image": pixels.float().cpu().numpy()})
+        return torch.from_numpy(features).to(self.device)
+
+    def onnx_encoder_path(self) -> Path:
+        """Where the ONNX export of this model's image encoder is cached: keyed by the weights, not the file."""
+        digest = hashlib.blake2b(digest_size=12)
+        for name, tensor in sorted(self.sam.image_encoder.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(torch.__version__.encode())
+        return self._onnx_cache_dir / f"mobilesam_vit_t_encoder_{digest.hexdigest()}.onnx"
+
+    def _load_onnx_session(self):
+        import onnxruntime
+
+        path = self.onnx_encoder_path()
+        if not path.exists():
+            _export_encoder_onnx(self.sam, path)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        providers = ["CPUExecutionProvider"]
+        if self.device.startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self._onnx_session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+        return self._onnx_session
+
+    # ------------------------------------------------------------------------------------------ exact (AMG)
+    def propose(self, frame: FrameEmbedding) -> Proposals:
+        """Upstream AMG's masks for this frame (same settings, same filters, same NMS), with far less decoding."""
+        s = self.settings
+        if s.crop_n_layers > 0:
+            # Crops need embeddings of their own; upstream does that, and the seed never used crops.
+            if frame.image_rgb is None:
+                raise ValueError("crop_n_layers > 0 needs the frame's image; embed it with these settings")
+            return self.propose_upstream(frame.image_rgb)
+        timings: dict[str, float] = {}
+        height, width = frame.original_size
+        grid = build_all_layer_point_grids(s.points_per_side, 0, s.crop_n_points_downscale_factor)[0]
+        points = grid * np.array([[width, height]])
+        rule = _Filter(s.pred_iou_thresh, s.stability_score_thresh, iou_strict=True)
+        decoded = self._decode(frame, points, rule, multimask=True, timings=timings)
+        return self._finish(frame, decoded, s.box_nms_thresh, s.min_mask_region_area, timings)
+
+    def propose_upstream(self, image_rgb: np.ndarray) -> Proposals:
+        """The seed: upstream SamAutomaticMaskGenerator(settings).generate, as Proposals."""
+        image = _check_rgb(image_rgb)
+        s = self.settings
+        generator = SamAutomaticMaskGenerator(
+            self.sam,
+            points_per_side=s.points_per_side,
+            points_per_batch=s.points_per_batch,
+            pred_iou_thresh=s.pred_iou_thresh,
+            stability_score_thresh=s.stability_score_thresh,
+            stability_score_offset=s.stability_score_offset,
+            box_nms_thresh=s.box_nms_thresh,
+            crop_n_layers=s.crop_n_layers,
+            crop_nms_thresh=s.crop_nms_thresh,
+            crop_overlap_ratio=s.crop_overlap_ratio,
+            crop_n_points_downscale_factor=s.crop_n_points_downscale_factor,
+            min_mask_region_area=s.min_mask_region_area,
+        )
+        encoder_ms = [0.0]
+        set_image = generator.predictor.set_image
+
+        def timed_set_image(*args, **kwargs):  # only to split the encoder's share out of the total
+            started = time.perf_counter()
+            set_image(*args, **kwargs)
+            _sync(self.device)
+            encoder_ms[0] += (time.perf_counter() - started) * 1e3
+
+        generator.predictor.set_image = timed_set_image
+        started = time.perf_counter()
+        records = generator.generate(image)
+        total_ms = (time.perf_counter() - started) * 1e3
+        height, width = image.shape[:2]
+        masks = np.stack([r["segmentation"] for r in records]) if records else np.zeros((0, height, width), bool)
+        xywh = np.array([r["bbox"] for r in records], np.float32).reshape(-1, 4)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        return Proposals(
+            masks=masks.astype(bool, copy=False),
+            boxes_xyxy=boxes,
+            predicted_iou=np.array([r["predicted_iou"] for r in records], np.float32),
+            stability=np.array([r["stability_score"] for r in records], np.float32),
+            timings_ms={"encoder": encoder_ms[0], "masks": total_ms - encoder_ms[0]},
+        )
+
+    # ------------------------------------------------------------------------------------------- fast mode
+    def propose_points(self, frame: FrameEmbedding, points_xy: np.ndarray, multimask: bool = True) -> Proposals:
+        """Masks for K point prompts (source px), 3 per point with multimask; only a light quality floor, then NMS."""
+        points = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
+        timings: dict[str, float] = {}
+        rule = _Filter(self.point_iou_floor, self.point_stability_floor, iou_strict=False)
+        decoded = self._decode(frame, points, rule, multimask=multimask, timings=timings)
+        return self._finish(frame, decoded, self.settings.box_nms_thresh, 0, timings)
+
+    # ---------------------------------------------------------------------------------------------- decoding
+    def _decode(
+        self, frame: FrameEmbedding, points: np.ndarray, rule: _Filter, multimask: bool, timings: dict[str, float]
+    ) -> _Decoded:
+        """Decode point prompts (source px) in batches; keep the full-size masks that pass `rule`."""
+        decoder = self.sam.mask_decoder
+        out = _Decoded()
+        _add_time(timings, "decoder", 0.0)
+        _add_time(timings, "upscale", 0.0)
+        if len(points) == 0:
+            return out
+        coords = self.transform.apply_coords(points, frame.original_size)
+        mask_slice = slice(1, decoder.num_mask_tokens) if multimask else slice(0, 1)
+        threshold, offset = self.sam.mask_threshold, self.settings.stability_score_offset
+        batch = self.decode_batch
+        with torch.inference_mode():
+            started = time.perf_counter()
+            shared = self._shared_image_side(frame.features)
+            _add_time(timings, "decoder", (time.perf_counter() - started) * 1e3)
+            for first in range(0, len(coords), batch):
+                started = time.perf_counter()
+                prompts = torch.as_tensor(coords[first : first + batch], dtype=torch.float32, device=self.device)
+                tokens = self._prompt_tokens(prompts)
+                hs, keys = _two_way_transformer(self.sam, shared, tokens)
+                iou = decoder.iou_prediction_head(hs[:, 0, :])[:, mask_slice]
+                keep = rule.keep_iou(iou)
+                _sync(self.device)
+                decoded_at = time.perf_counter()
+                _add_time(timings, "decoder", (decoded_at - started) * 1e3)
+                # Upscale only the prompts with a surviving mask, and only their surviving masks.
+                wanted = torch.nonzero(keep.any(dim=1)).flatten()
+                for chunk in wanted.split(batch) if len(wanted) else ():
+                    low_res = _low_res_masks(decoder, hs[chunk], keys[chunk], mask_slice)
+                    chunk_keep = keep[chunk]
+                    low_res, chunk_iou = low_res[chunk_keep], iou[chunk][chunk_keep]
+                    self._keep_full_size(frame, low_res, chunk_iou, rule, threshold, offset, out)
+                _sync(self.device)
+                _add_time(timings, "upscale", (time.perf_counter() - decoded_at) * 1e3)
+        return out
+
+    def _shared_image_side(self, features: torch.Tensor) -> _SharedImageSide:
+        prompt_encoder = self.sam.prompt_encoder
+        first = self.sam.mask_decoder.transformer.layers[0]
+        src = features[0].flatten(1).T + prompt_encoder.no_mask_embed.weight  # (N, C): the same for every prompt
+        pe = prompt_encoder.get_dense_pe()[0].flatten(1).T.contiguous()
+        token_to_image, image_to_token = first.cross_attn_token_to_image, first.cross_attn_image_to_token
+        return _SharedImageSide(
+            src=src.contiguous(),
+            pe=pe,
+            keys_token_to_image=_split_heads(token_to_image.k_proj(src + pe), token_to_image.num_heads),
+            values_token_to_image=_split_heads(token_to_image.v_proj(src), token_to_image.num_heads),
+            queries_image_to_token=_split_heads(image_to_token.q_proj(src + pe), image_to_token.num_heads),
+        )
+
+    def _prompt_tokens(self, coords: torch.Tensor) -> torch.Tensor:
+        """Output tokens + sparse point embeddings (B, 7, C), as MaskDecoder.predict_masks builds them."""
+        decoder = self.sam.mask_decoder
+        labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=coords.device)
+        sparse, _ = self.sam.prompt_encoder(points=(coords[:, None, :], labels), boxes=None, masks=None)
+        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+        return torch.cat((output_tokens.unsqueeze(0).expand(sparse.shape[0], -1, -1), sparse), dim=1)
+
+    def _keep_full_size(
+        self,
+        frame: FrameEmbedding,
+        low_res: torch.Tensor,
+        iou: torch.Tensor,
+        rule: _Filter,
+        threshold: float,
+        offset: float,
+        out: _Decoded,
+    ) -> None:
+        """Stability filter (cheap low-res pre-check, exact decision at full size), then boxes and packed masks."""
+        rows, cols, to_rows, to_cols = self._full_size_maps(frame.input_size, frame.original_size)
+        if rule.stability > 0.0:
+            plausible = calculate_stability_score(low_res[:, :rows, :cols], threshold, offset)
+            plausible = plausible >= rule.stability - LOW_RES_STABILITY_MARGIN
+            low_res, iou = low_res[plausible], iou[plausible]
+        if len(low_res) == 0:
+            return
+        # sam.postprocess_masks (upsample to 1024, crop, resize) is separable and linear: two small matmuls.
+        logits = to_rows @ (low_res[:, :rows, :cols] @ to_cols)
+        stability = calculate_stability_score(logits, threshold, offset)
+        if rule.stability > 0.0:
+            stable = stability >= rule.stability
+            logits, iou, stability = logits[stable], iou[stable], stability[stable]
+        masks = logits > threshold
+        out.boxes.append(batched_mask_to_box(masks).cpu())
+        out.iou.append(iou.float().cpu())
+        out.stability.append(stability.float().cpu())
+        out.packed.append(np.packbits(masks.flatten(1).cpu().numpy(), axis=1))
+
+    def _full_size_maps(self, input_size: tuple[int, int], original_size: tuple[int, int]):
+        """(rows, cols, to_rows, to_cols): low-res rows/cols that matter and the matrices taking them to full size.
+
+        Built by running sam.postprocess_masks' own interpolations (bilinear = linear per axis) on identity rows.
+        """
+        key = (input_size, original_size)
+        if key not in self._resize_matrices:
+            size = self.sam.image_encoder.img_size
+            low = 4 * self.sam.prompt_encoder.image_embedding_size[0]  # output_upscaling: 64 -> 256 a side
+            maps = []
+            for axis in range(2):
+                basis = torch.eye(low, device=self.device)[None]
+                up = F.interpolate(basis, size, mode="linear", align_corners=False)[..., : input_size[axis]]
+                up = F.interpolate(up, original_size[axis], mode="linear", align_corners=False)[0]
+                used = int(torch.nonzero(up.abs().sum(dim=1)).max()) + 1
+                maps.append((used, up[:used]))
+            (rows, to_rows_t), (cols, to_cols) = maps
+            self._resize_matrices[key] = (rows, cols, to_rows_t.T.contiguous(), to_cols.contiguous())
+        return self._resize_matrices[key]
+
+    # ------------------------------------------------------------------------------------------ post-process
+    def _finish(
+        self,
+        frame: FrameEmbedding,
+        decoded: _Decoded,
+        nms_thresh: float,
+        min_region_area: int,
+        timings: dict[str, float],
+    ) -> Proposals:
+        """Upstream's box NMS, then (if asked) its small-region clean-up and re-NMS, on the survivors only."""
+        started = time.perf_counter()
+        height, width = frame.original_size
+        if not decoded.boxes:
+            timings["postprocess"] = (time.perf_counter() - started) * 1e3
+            empty = np.zeros((0,), np.float32)
+            return Proposals(np.zeros((0, height, width), bool), np.zeros((0, 4), np.float32), empty, empty, timings)
+        boxes, iou = torch.cat(decoded.boxes), torch.cat(decoded.iou)
+        stability = torch.cat(decoded.stability)
+        keep = batched_nms(boxes.float(), iou, torch.zeros_like(boxes[:, 0]), iou_threshold=nms_thresh)
+        packed = np.concatenate(decoded.packed)[keep.numpy()]
+        masks = np.unpackbits(packed, axis=1, count=height * width).reshape(-1, height, width).view(bool)
+        boxes, iou, stability = boxes[keep], iou[keep], stability[keep]
+        if min_region_area > 0:
+            thresh = max(nms_thresh, self.settings.crop_nms_thresh)
+            masks, boxes, order = _remove_small_regions(masks, min_region_area, thresh)
+            iou, stability = iou[order], stability[order]
+        timings["postprocess"] = (time.perf_counter() - started) * 1e3
+        return Proposals(
+            masks=masks,
+            boxes_xyxy=boxes.numpy().astype(np.float32),
+            predicted_iou=iou.numpy().astype(np.float32),
+            stability=stability.numpy().astype(np.float32),
+            timings_ms=timings,
+        )
+
+
+# --------------------------------------------------------------------------------------- the shared-work decoder
+def _two_way_transformer(sam: Sam, shared: _SharedImageSide, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """mobile_sam's TwoWayTransformer for B prompts against one image, without B copies of the image side.
+
+    Same modules, same weights, same order of layers as TwoWayTransformer.forward. The first layer's image-side
+    projections come from `shared`. Once the image side is per prompt (after the first image->token attention),
+    the 128-d projections of its 4096 tokens are folded onto the 7 prompt tokens instead ((W^T q).k = q.(W k)),
+    so each prompt costs products with 56 = 8 heads x 7 tokens columns, not four 256x128 projections; residual
+    adds ride along in the products (baddbmm). Returns (queries (B, T, C), keys (B, N, C)) like the library's.
+    """
+    transformer = sam.mask_decoder.transformer
+    query_pe = tokens
+    queries = tokens
+    keys = None  # (B, N, C) once the image side differs per prompt
+    for layer in transformer.layers:
+        if layer.skip_first_layer_pe:
+            queries = layer.self_attn(q=queries, k=queries, v=queries)
+        else:
+            q = queries + query_pe
+            queries = queries + layer.self_attn(q=q, k=q, v=queries)
+        queries = layer.norm1(queries)
+
+        keys_pe = None if keys is None else keys + shared.pe
+        if keys is None:
+            attn_out = _token_to_shared_image(layer.cross_attn_token_to_image, queries + query_pe, shared)
+        else:
+            attn_out = _token_to_image(layer.cross_attn_token_to_image, queries + query_pe, keys, keys_pe)
+        queries = layer.norm2(queries + attn_out)
+        queries = layer.norm3(queries + layer.mlp(queries))
+
+        token_side = queries + query_pe
+        attn = layer.cross_attn_image_to_token
+        if keys is None:
+            weights = _shared_image_to_token_weights(attn, token_side, shared)
+            residual = shared.src
+        else:
+            weights = _image_to_token_weights(attn, keys_pe, token_side)
+            residual = keys
+        # keys + attn(q=image, k=tokens, v=tokens), out_proj folded into the values: one product per prompt.
+        keys = layer.norm4(torch.baddbmm(residual, weights.transpose(1, 2), _values_through_out_proj(attn, queries)))
+
+    final = transformer.final_attn_token_to_image
+    attn_out = _token_to_image(final, queries + query_pe, keys, keys + shared.pe)
+    queries = transformer.norm_final_attn(queries + attn_out)
+    return queries, keys
+
+
+def _token_to_shared_image(attn: Attention, q: torch.Tensor, shared: _SharedImageSide) -> torch.Tensor:
+    """Attention(q=tokens (B,T,C), k=v=the shared image side): one (heads, B*T, N) product, no per-prompt keys."""
+    b, t, _ = q.shape
+    queries = _split_heads(attn.q_proj(q).reshape(b * t, -1), attn.num_heads)  # (h, B*T, d)
+    scale = 1.0 / math.sqrt(queries.shape[-1])
+    weights = torch.softmax((queries @ shared.keys_token_to_image.transpose(1, 2)) * scale, dim=-1)
+    out = weights @ shared.values_token_to_image  # (h, B*T, d)
+    return attn.out_proj(out.transpose(0, 1).reshape(b, t, -1))
+
+
+def _shared_image_to_token_weights(attn: Attention, k: torch.Tensor, shared: _SharedImageSide) -> torch.Tensor:
+    """(B, h*T, N) attention weights of q=the shared image side over k=each prompt's tokens (softmax over T)."""
+    b, t, _ = k.shape
+    heads = attn.num_heads
+    keys = _split_heads(attn.k_proj(k).reshape(b * t, -1), heads)  # (h, B*T, d)
+    scores = keys @ shared.queries_image_to_token.transpose(1, 2)  # (h, B*T, N): N contiguous, cheap softmax
+    weights = torch.softmax(scores.view(heads, b, t, -1) / math.sqrt(keys.shape[-1]), dim=-2)
+    return weights.transpose(0, 1).reshape(b, heads * t, -1)
+
+
+def _image_to_token_weights(attn: Attention, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """(B, h*T, N) attention weights of q=the image side (B,N,C) over k=tokens, q_proj folded onto the tokens."""
+    b, t, _ = k.shape
+    heads = attn.num_heads
+    d = attn.internal_dim // heads
+    keys = attn.k_proj(k).view(b, t, heads, d).transpose(1, 2) / math.sqrt(d)  # (B, h, T, d)
+    folded = (keys @ attn.q_proj.weight.view(heads, d, -1)).reshape(b, heads * t, -1)  # (B, h*T, C)
+    bias = (keys @ attn.q_proj.bias.view(heads, d, 1)).reshape(b, heads * t, 1)  # q_proj's bias, per token
+    scores = torch.baddbmm(bias, folded, q.transpose(1, 2))  # (B, h*T, N)
+    return torch.softmax(scores.view(b, heads, t, -1), dim=-2).view(b, heads * t, -1)
+
+
+def _token_to_image(attn: Attention, q: torch.Tensor, keys: torch.Tensor, keys_pe: torch.Tensor) -> torch.Tensor:
+    """Attention(q=tokens (B,T,C), k=keys_pe, v=keys (B,N,C)) with k_proj/v_proj folded onto the token side.
+
+    scores = (W_k^T q_h).k (k_proj's bias adds the same to every image token: softmax ignores it);
+    values: softmax rows sum to 1, so sum_n a_n (W_v x_n + b) = W_v (sum_n a_n x_n) + b.
+    """
+    b, t, _ = q.shape
+    heads = attn.num_heads
+    d = attn.internal_dim // heads
+    queries = attn.q_proj(q).view(b, t, heads, d).transpose(1, 2) / math.sqrt(d)  # (B, h, T, d)
+    folded = (queries @ attn.k_proj.weight.view(heads, d, -1)).reshape(b, heads * t, -1)  # (B, h*T, C)
+    weights = torch.softmax(folded @ keys_pe.transpose(1, 2), dim=-1)  # (B, h*T, N)
+    mixed = (weights @ keys).view(b, heads, t, -1)  # (B, h, T, C)
+    w_v = attn.v_proj.weight.view(heads, d, -1)  # (h, d, C)
+    values = (mixed @ w_v.transpose(1, 2)) + attn.v_proj.bias.view(heads, 1, d)  # (B, h, T, d)
+    return attn.out_proj(values.transpose(1, 2).reshape(b, t, heads * d))
+
+
+def _values_through_out_proj(attn: Attention, v: torch.Tensor) -> torch.Tensor:
+    """(B, h*T, C): each token's per-head value pushed through its slice of out_proj, so heads need no recombining.
+
+    out_proj's bias is spread over the h*T rows (b/h each): every head's weights sum to 1, so it is added once.
+    """
+    b, t, _ = v.shape
+    heads = attn.num_heads
+    d = attn.internal_dim // heads
+    values = attn.v_proj(v).view(b, t, heads, d).transpose(1, 2)  # (B, h, T, d)
+    w_out = attn.out_proj.weight.view(-1, heads, d).permute(1, 2, 0)  # (h, d, C)
+    return (values @ w_out).reshape(b, heads * t, -1) + attn.out_proj.bias / heads
+
+
+def _low_res_masks(decoder, hs: torch.Tensor, keys: torch.Tensor, mask_slice: slice) -> torch.Tensor:
+    """(B, M, 256, 256) mask logits, as MaskDecoder.predict_masks computes them, for the selected mask tokens only.
+
+    output_upscaling's own modules and weights, in channels-last memory ((B, N, C) keys already are): LayerNorm2d
+    is then a plain layer_norm over the last dimension (its weight, bias, eps), and the GELUs run in place, since
+    on CPU writing a fresh 8 MB-a-prompt tensor costs more than the arithmetic.
+    """
+    b, n, c = keys.shape
+    side = int(math.isqrt(n))
+    conv1, norm, act1, conv2, act2 = decoder.output_upscaling
+    x = conv1(keys.transpose(1, 2).view(b, c, side, side)).permute(0, 2, 3, 1).contiguous()  # (B, 128, 128, 64)
+    x = F.layer_norm(x, (x.shape[-1],), norm.weight, norm.bias, norm.eps).permute(0, 3, 1, 2)
+    x = torch.ops.aten.gelu_(x, approximate=act1.approximate)
+    x = conv2(x).permute(0, 2, 3, 1)  # (B, 256, 256, 32), contiguous in this order
+    x = torch.ops.aten.gelu_(x, approximate=act2.approximate)
+    hyper = torch.stack(
+        [decoder.output_hypernetworks_mlps[i](hs[:, 1 + i, :]) for i in range(decoder.num_mask_tokens)[mask_slice]],
+        dim=1,
+    )  # (B, M, 32)
+    _, h, w, channels = x.shape
+    return (hyper @ x.reshape(b, h * w, channels).transpose(1, 2)).view(b, -1, h, w)
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(L, h*d) -> (h, L, d)."""
+    return x.view(x.shape[0], heads, -1).transpose(0, 1).contiguous()
+
+
+# ---------------------------------------------------------------------------------------------- post-processing
+def _remove_small_regions(
+    masks: np.ndarray, min_area: int, nms_thresh: float
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """SamAutomaticMaskGenerator.postprocess_small_regions on bool masks (no RLE round trip): masks, boxes, order."""
+    cleaned, scores = [], []
+    for mask in masks:
+        mask, changed_holes = remove_small_regions(mask, min_area, mode="holes")
+        mask, changed_islands = remove_small_regions(mask, min_area, mode="islands")
+        cleaned.append(mask)
+        scores.append(float(not (changed_holes or changed_islands)))  # NMS prefers masks that needed no fixing
+    stacked = np.stack(cleaned)
+    boxes = batched_mask_to_box(torch.from_numpy(stacked))
+    keep = batched_nms(boxes.float(), torch.tensor(scores), torch.zeros_like(boxes[:, 0]), iou_threshold=nms_thresh)
+    return stacked[keep.numpy()], boxes[keep], keep
+
+
+# --------------------------------------------------------------------------------------------------- fast mode
+def peak_points(heatmap: np.ndarray, original_size: tuple[int, int], k: int) -> np.ndarray:
+    """k spread-out maxima of a coarse heat map, as (k, 2) x, y at the centres of their cells in source pixels.
+
+    Local maxima (8-neighbourhood) first, strongest first, each at least a quarter of the map's shorter side from
+    those already taken; if that yields fewer than k, the strongest remaining cells fill up.
+    """
+    heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.ndim != 2 or heat.size == 0:
+        raise ValueError(f"heatmap: shape {heat.shape} is not supported; accepted: (h, w) with h, w >= 1")
+    if k < 1:
+        return np.zeros((0, 2), np.float32)
+    h, w = heat.shape
+    padded = np.pad(heat, 1, mode="constant", constant_values=-np.inf)
+    neighbours = np.stack([padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+                           for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
+    is_peak = (heat >= neighbours.max(axis=0)).ravel()
+    order = np.argsort(-heat.ravel(), kind="stable")
+    radius = max(1.0, min(h, w) / 4.0)
+    chosen: list[int] = []
+    for candidate in [i for i in order if is_peak[i]]:
+        y, x = divmod(int(candidate), w)
+        if all((y - cy) ** 2 + (x - cx) ** 2 >= radius**2 for cy, cx in (divmod(c, w) for c in chosen)):
+            chosen.append(int(candidate))
+        if len(chosen) == k:
+            break
+    for candidate in order:  # too few distinct peaks: the strongest other cells
+        if len(chosen) >= min(k, h * w):
+            break
+        if int(candidate) not in chosen:
+            chosen.append(int(candidate))
+    rows, cols = np.divmod(np.array(chosen, dtype=np.int64), w)
+    height, width = original_size
+    xy = np.stack([(cols + 0.5) * width / w, (rows + 0.5) * height / h], axis=1)
+    return xy.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------------- helpers
+def _export_encoder_onnx(sam: Sam, path: Path) -> None:
+    """Export the image encoder once (TorchScript exporter; it needs the `onnx` package to write the file)."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError as error:
+        raise RuntimeError(
+            f"encoder_backend='onnx' needs the image encoder exported to {path}, and exporting needs the `onnx` "
+            "package (pip install 'promptbox[onnx]'); or copy an export made elsewhere to that path, "
+            "or use encoder_backend='torch'"
+        ) from error
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoder = sam.image_encoder
+    size = encoder.img_size
+    example = torch.zeros(1, 3, size, size, device=next(encoder.parameters()).device)
+    partial = path.with_suffix(f".{os.getpid()}.partial")
+    with torch.no_grad():
+        torch.onnx.export(
+            encoder, (example,), str(partial), dynamo=False, opset_version=17,
+            input_names=["image"], output_names=["features"],
+        )
+    partial.replace(path)  # atomic: a concurrent reader never sees half a file
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("PROMPTBOX_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "promptbox"
+    )
+    return Path(base) / "onnx"
+
+
+def _check_rgb(image_rgb: np.ndarray) -> np.ndarray:
+    if not isinstance(image_rgb, np.ndarray) or image_rgb.dtype != np.uint8:
+        raise ValueError(f"image: expected a uint8 numpy array, got {getattr(image_rgb, 'dtype', type(image_rgb))}")
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+        raise ValueError(f"image: shape {image_rgb.shape} is not supported; accepted: (height, width, 3) RGB")
+    return np.ascontiguousarray(image_rgb)
+
+
+def _add_time(timings: dict[str, float], name: str, ms: float) -> None:
+    timings[name] = timings.get(name, 0.0) + ms
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
