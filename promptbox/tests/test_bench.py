@@ -79,13 +79,17 @@ def test_run_from_args_prints_the_report(tiny_report, monkeypatch, capsys):
     assert "WxH" in capsys.readouterr().err
 
 
-def test_bench_cli_wiring_keeps_the_subcommand():
-    """In `promptbox bench --command ...` the subcommand's name must survive (the CLI dispatches on it)."""
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    bench.add_arguments(sub.add_parser("bench"))
-    args = parser.parse_args(["bench", "--command", "grab the mug", "--skip-seed"])
-    assert args.command == "bench" and args.bench_command == "grab the mug" and args.skip_seed
+def test_promptbox_bench_hands_every_option_to_the_bench(tiny_report, monkeypatch, capsys):
+    """`promptbox bench --device ... --command ...`: options before any positional must reach the bench's parser."""
+    from promptbox.cli import main
+
+    seen = []
+    monkeypatch.setattr(bench, "run", lambda options: seen.append(options) or tiny_report)
+    argv = ["bench", "--device", "cpu", "--command", "grab the mug", "--skip-seed", "--size", "160x120", "--json"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out) == tiny_report
+    got = seen[0]
+    assert (got.device, got.command, got.skip_seed, got.size) == ("cpu", "grab the mug", True, (160, 120))
 
 
 def test_helpers():

@@ -141,3 +141,15 @@ def test_fast_mode_answers_with_few_prompts(locator, frame):
     assert 0 <= x0 <= x1 <= frame.shape[1] and 0 <= y0 <= y1 <= frame.shape[0]
     # Three point prompts with three masks each, before de-duplication.
     assert 1 + len(result.alternatives) <= 9
+
+
+def test_forget_frames_makes_the_next_call_embed_again(locator, frame, monkeypatch):
+    locator.prepare(frame)
+    calls = []
+    original = locator.proposer.embed
+    monkeypatch.setattr(locator.proposer, "embed", lambda image: calls.append(1) or original(image))
+    locator.prepare(frame)
+    assert calls == []
+    locator.forget_frames()
+    locator.prepare(frame)
+    assert calls == [1]

@@ -14,6 +14,10 @@ EXIT_FOUND, EXIT_ERROR, EXIT_NOT_FOUND = 0, 2, 3
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        # argparse's REMAINDER drops leading options, so the bench's own parser takes every argument after "bench".
+        return _run_bench(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -59,19 +63,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     weights_cmd.set_defaults(run=_run_weights)
 
-    # The bench parses its own options, so `promptbox locate` never imports it.
-    bench = sub.add_parser("bench", help="time the seed configuration against exact and fast modes", add_help=False)
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
-    bench.set_defaults(run=_run_bench)
+    # Listed for --help only: main() hands "bench" to the bench's own parser, so `locate` never imports it.
+    sub.add_parser("bench", help="time the seed configuration against exact and fast modes (see bench --help)")
     return parser
 
 
-def _run_bench(args: argparse.Namespace) -> int:
+def _run_bench(argv: list[str]) -> int:
     from promptbox import bench
 
     parser = argparse.ArgumentParser(prog="promptbox bench", description="time the seed configuration side by side")
     bench.add_arguments(parser)
-    return bench.run_from_args(parser.parse_args(args.bench_args))
+    return bench.run_from_args(parser.parse_args(argv))
 
 
 def _run_locate(args: argparse.Namespace) -> int:

@@ -87,6 +87,11 @@ class Locator:
                 self._frames.popitem(last=False)
             return embedding
 
+    def forget_frames(self) -> None:
+        """Drop cached frame embeddings, so the next call embeds again (the bench times cold frames this way)."""
+        with self._lock:
+            self._frames.clear()
+
     def locate(
         self,
         image_rgb: np.ndarray,
