@@ -153,3 +153,10 @@ def test_forget_frames_makes_the_next_call_embed_again(locator, frame, monkeypat
     locator.forget_frames()
     locator.prepare(frame)
     assert calls == [1]
+
+
+def test_boxes_are_pixel_edges_matching_the_mask(locator, frame):
+    result = locator.locate(frame, "take the red block")
+    rows, cols = result.mask.any(axis=1).nonzero()[0], result.mask.any(axis=0).nonzero()[0]
+    # x1/y1 are one past the last mask pixel, so the box's width counts the mask's columns.
+    assert result.box_xyxy == (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))

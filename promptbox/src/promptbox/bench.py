@@ -53,6 +53,7 @@ class BenchOptions:
     sam_checkpoint: str | None = None
     clip_model: str = "tinyclip-61m"
     threads: int | None = None
+    encoder_backend: str = "torch"
     decoder_prompts: int = 16  # prompts for the per-prompt decoder comparison; 0 skips it
 
 
@@ -79,6 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sam-checkpoint", help="path to mobile_sam.pt (default: resolve, see README)")
     parser.add_argument("--model", default="tinyclip-61m", help="CLIP: tinyclip-61m, tinyclip-8m, clip-b32, or a path")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--encoder-backend", choices=("torch", "onnx"), default="torch",
+                        help="MobileSAM image encoder for promptbox's modes (the seed always runs torch)")
     parser.add_argument("--decoder-prompts", type=int, default=16, help="prompts for the decoder comparison (0: skip)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
@@ -100,6 +103,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             sam_checkpoint=args.sam_checkpoint,
             clip_model=args.model,
             threads=args.threads,
+            encoder_backend=args.encoder_backend,
             decoder_prompts=args.decoder_prompts,
         )
         result = run(options)
@@ -145,6 +149,7 @@ def run(options: BenchOptions) -> dict:
         mode="exact",
         allow_random_weights=options.random_weights,
         threads=options.threads,
+        encoder_backend=options.encoder_backend,
         amg=AmgSettings(points_per_side=options.points_per_side),
     )
     locator = Locator(config)
@@ -165,6 +170,7 @@ def run(options: BenchOptions) -> dict:
             "phrase": target.phrase,
             "device": options.device,
             "threads": torch.get_num_threads(),
+            "encoder_backend": options.encoder_backend,
             "cpu": platform.processor() or platform.machine(),
             "thresholds": thresholds,
             "amg": asdict(proposer.settings),
@@ -363,7 +369,8 @@ def format_table(result: dict) -> str:
     amg = cfg["amg"]
     lines = [
         f"promptbox bench: {cfg['image']} at {cfg['size'][0]}x{cfg['size'][1]}, \"{cfg['command']}\", "
-        f"{cfg['device']} ({cfg['threads']} threads), {amg['points_per_side']}x{amg['points_per_side']} points, "
+        f"{cfg['device']} ({cfg['threads']} threads, {cfg['encoder_backend']} encoder), "
+        f"{amg['points_per_side']}x{amg['points_per_side']} points, "
         f"thresholds {cfg['thresholds']} (iou {amg['pred_iou_thresh']}, stability {amg['stability_score_thresh']}), "
         f"median of {cfg['repeats']}",
         cfg["models"],

@@ -18,7 +18,8 @@ class Candidate:
 
 @dataclass
 class Detection:
-    """The chosen object. `box_xyxy` is in source pixels, `mask` is HxW bool in source pixels."""
+    """The chosen object. `box_xyxy` is in source-pixel edges (x1, y1 exclusive: a full frame is (0, 0, W, H));
+    `mask` is HxW bool in source pixels."""
 
     phrase: str
     box_xyxy: tuple[float, float, float, float]

@@ -136,9 +136,11 @@ class Locator:
 
             stage("selecting", STAGE_PROGRESS["selecting"])
             with _timed(timings, "selecting"):
+                # Proposals keep upstream's inclusive max; answers are in pixel edges, so a full-width box is W wide.
+                edges = proposals.boxes_xyxy + np.array([0, 0, 1, 1], np.float32)
                 result = select(
                     proposals.masks,
-                    proposals.boxes_xyxy,
+                    edges,
                     similarity,
                     confidence,
                     target,
