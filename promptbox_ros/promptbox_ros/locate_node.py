@@ -34,7 +34,7 @@ from vision_msgs.msg import Detection2D, Detection2DArray
 from promptbox.annotate import draw
 from promptbox.command import parse
 from promptbox.config import AmgSettings, LocatorConfig
-from promptbox.detection import Detection, NotFound
+from promptbox.detection import RANDOM_WEIGHTS_TAG, Detection, NotFound, summary
 from promptbox.locator import Locator
 from promptbox.weights import WeightsError
 from promptbox_ros.images import (
@@ -49,7 +49,6 @@ from promptbox_ros.images import (
     rgb_to_image,
 )
 
-RANDOM_WEIGHTS_TAG = "[RANDOM WEIGHTS]"  # every result message starts with it when the models are random
 GOAL_POLICIES = ("queue", "preempt")
 EXECUTOR_THREADS = 4  # images, the running goal, goal/cancel requests, background embedding
 _POLL_S = 0.1  # how often a waiting goal looks for a cancel or a preemption
@@ -414,17 +413,11 @@ class LocateNode(Node):
             result.detection = detection_to_msg(answer, frame.header, answer_id)
             if goal.return_mask and answer.mask is not None:
                 result.mask = mask_to_image(answer.mask, frame.header)
-            x0, y0, x1, y1 = answer.box_xyxy
-            message = (
-                f"found '{answer.phrase}' at x0={x0:.0f} y0={y0:.0f} x1={x1:.0f} y1={y1:.0f} "
-                f"(score {answer.score:.2f}) in {seconds:.2f} s"
-            )
             self._detection_pub.publish(result.detection)
         else:
             # No box: the header says which frame was searched, `results` stays empty.
             result.detection = Detection2D(header=frame.header, id=answer_id)
-            message = f"not found '{answer.phrase}': {answer.reason} ({seconds:.2f} s)"
-        result.message = self._tagged(message)
+        result.message = summary(answer, seconds)  # tagged by the answer itself when the weights are random
         self._candidates_pub.publish(candidates_to_msg(answer, frame.header, answer_id))
         if self._publish_debug and self._debug_pub.get_subscription_count() > 0:
             self._debug_pub.publish(rgb_to_image(draw(frame.rgb(), answer), frame.header))

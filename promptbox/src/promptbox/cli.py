@@ -82,6 +82,7 @@ def _run_locate(args: argparse.Namespace) -> int:
     from promptbox.annotate import draw
     from promptbox.command import parse
     from promptbox.config import LocatorConfig
+    from promptbox.detection import summary
     from promptbox.locator import Locator
     from promptbox.weights import WeightsError
 
@@ -121,7 +122,7 @@ def _run_locate(args: argparse.Namespace) -> int:
         payload["command"] = args.text
         print(json.dumps(payload, indent=2))
     else:
-        print(_summary(result))
+        print(summary(result))
     return EXIT_FOUND if result.found else EXIT_NOT_FOUND
 
 
@@ -141,18 +142,6 @@ def _amg_overrides(pairs: list[str]) -> dict[str, float | int]:
         except ValueError:
             raise ValueError(f"--amg {pair!r}: {value!r} is not a {types[name]}") from None
     return overrides
-
-
-def _summary(result) -> str:
-    marker = "[RANDOM WEIGHTS] " if result.random_weights else ""
-    seconds = result.timings_ms.get("total", 0.0) / 1000.0
-    if result.found:
-        x0, y0, x1, y1 = result.box_xyxy
-        return (
-            f"{marker}found '{result.phrase}' at x0={x0:.0f} y0={y0:.0f} x1={x1:.0f} y1={y1:.0f} "
-            f"(score {result.score:.2f}) in {seconds:.2f} s"
-        )
-    return f"{marker}not found '{result.phrase}': {result.reason} ({seconds:.2f} s)"
 
 
 def _run_weights(args: argparse.Namespace) -> int:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+RANDOM_WEIGHTS_TAG = "[RANDOM WEIGHTS]"  # leads every text answer made with random-init models
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -76,3 +78,21 @@ class NotFound:
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "random_weights": self.random_weights,
         }
+
+
+def summary(result: Detection | NotFound, seconds: float | None = None) -> str:
+    """One line for people and logs: the box and score, or why nothing was found; tagged when weights are random.
+
+    `seconds` defaults to the locate call's own total; callers that also waited (for a frame, a queue) pass theirs.
+    """
+    if seconds is None:
+        seconds = result.timings_ms.get("total", 0.0) / 1000.0
+    if isinstance(result, Detection):
+        x0, y0, x1, y1 = result.box_xyxy
+        line = (
+            f"found '{result.phrase}' at x0={x0:.0f} y0={y0:.0f} x1={x1:.0f} y1={y1:.0f} "
+            f"(score {result.score:.2f}) in {seconds:.2f} s"
+        )
+    else:
+        line = f"not found '{result.phrase}': {result.reason} ({seconds:.2f} s)"
+    return f"{RANDOM_WEIGHTS_TAG} {line}" if result.random_weights else line
