@@ -16,6 +16,7 @@ from promptbox import weights
 from promptbox.command import parse
 from promptbox.config import LocatorConfig
 from promptbox.detection import Detection, NotFound
+from promptbox.image import check_image
 from promptbox.matching import Matcher
 from promptbox.proposals import FrameEmbedding, MaskProposer, Proposals, peak_points
 from promptbox.selection import BACKGROUND_PHRASES, calibrate, select
@@ -165,19 +166,6 @@ class Locator:
         heat = self.matcher.similarity_map(image, text)
         points = peak_points(heat, image.shape[:2], self.config.fast_points)
         return self.proposer.propose_points(frame, points)
-
-
-def check_image(image_rgb: np.ndarray) -> np.ndarray:
-    """The frame as a contiguous HxWx3 uint8 array, or a ValueError naming what is wrong and what is accepted."""
-    if not isinstance(image_rgb, np.ndarray):
-        raise ValueError(f"image: expected a numpy array, got {type(image_rgb).__name__}")
-    if image_rgb.dtype != np.uint8:
-        raise ValueError(f"image: dtype {image_rgb.dtype} is not supported; accepted: uint8 RGB")
-    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
-        raise ValueError(f"image: shape {image_rgb.shape} is not supported; accepted: (height, width, 3) RGB")
-    if min(image_rgb.shape[:2]) < 8:
-        raise ValueError(f"image: {image_rgb.shape[1]}x{image_rgb.shape[0]} is too small; accepted: at least 8x8")
-    return np.ascontiguousarray(image_rgb)
 
 
 def _check_min_score(value: float) -> float:

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from transformers import CLIPModel
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
+from promptbox.image import check_image
+
 # Prompt ensemble (from CLIP's ImageNet templates, the ones that suit single objects on a table): averaging
 # over phrasings makes the phrase vector less sensitive to any one wording.
 PROMPT_TEMPLATES = (
@@ -112,7 +114,7 @@ class Matcher:
         self, image_rgb: np.ndarray, boxes_xyxy: np.ndarray, masks: np.ndarray | None = None
     ) -> torch.Tensor:
         """(N, D) embeddings of the regions `boxes_xyxy` (source px); with `masks`, of the masked objects only."""
-        image = _check_image(image_rgb)
+        image = check_image(image_rgb, min_side=1)
         boxes = np.asarray(boxes_xyxy, dtype=np.float64)
         if boxes.ndim != 2 or boxes.shape[1] != 4:
             raise ValueError(f"boxes_xyxy: shape {boxes.shape} is not supported; accepted: (N, 4)")
@@ -176,7 +178,7 @@ class Matcher:
         # in the last layer: the patch tokens' value projection instead of attention, which is global in CLIP's
         # last layer and blurs localisation. Residual and MLP of that layer are skipped (ClearCLIP found they
         # add noise); then post_layernorm and visual_projection put the tokens in the joint space.
-        image = _check_image(image_rgb)
+        image = check_image(image_rgb, min_side=1)
         height, width = image.shape[:2]
         scale = self.map_long_side / max(height, width)
         grid_h = max(1, round(height * scale / self.patch_size))
@@ -198,11 +200,3 @@ class Matcher:
 def _features(output) -> torch.Tensor:
     """get_*_features returns a tensor in transformers 4 and an output object (projected pooler_output) in 5."""
     return output if isinstance(output, torch.Tensor) else output.pooler_output
-
-
-def _check_image(image_rgb: np.ndarray) -> np.ndarray:
-    if not isinstance(image_rgb, np.ndarray) or image_rgb.dtype != np.uint8:
-        raise ValueError(f"image: expected a uint8 numpy array, got {getattr(image_rgb, 'dtype', type(image_rgb))}")
-    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.shape[0] < 1 or image_rgb.shape[1] < 1:
-        raise ValueError(f"image: shape {image_rgb.shape} is not supported; accepted: (height, width, 3) RGB")
-    return np.ascontiguousarray(image_rgb)
