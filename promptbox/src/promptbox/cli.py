@@ -1,4 +1,4 @@
-"""`promptbox` command line: locate, weights, bench.
+"""`promptbox` command line: locate, weights, bench, eval, world.
 
 Exit codes of `locate`: 0 found, 3 not found, 2 usage, input or missing-weights error.
 """
@@ -18,6 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["bench"]:
         # argparse's REMAINDER drops leading options, so the bench's own parser takes every argument after "bench".
         return _run_bench(argv[1:])
+    if argv[:1] == ["eval"]:
+        from promptbox.evaluation.cli import main as eval_main
+
+        return eval_main(argv[1:])
+    if argv[:1] == ["world"]:
+        from promptbox.world.cli import main as world_main
+
+        return world_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -65,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
 
     # Listed for --help only: main() hands "bench" to the bench's own parser, so `locate` never imports it.
     sub.add_parser("bench", help="time the seed configuration against exact and fast modes (see bench --help)")
+    sub.add_parser("eval", help="measure accuracy on a labelled folder of frames (see eval --help)")
+    sub.add_parser("world", help="generate synthetic tabletop scenes with their truth (see world --help)")
     return parser
 
 

@@ -53,6 +53,9 @@ class FrameEmbedding:
     timings_ms: dict[str, float] = field(default_factory=dict)
     # The frame itself, kept only for crop_n_layers > 0 (crops need their own embeddings); None otherwise.
     image_rgb: np.ndarray | None = field(default=None, repr=False)
+    # Exact-mode proposals per AMG settings: they don't depend on the command, so later commands on the same frame
+    # reuse them (a planner asking for several objects, the eval harness, the node's repeated goals on one frame).
+    exact_proposals: dict = field(default_factory=dict, repr=False)
 
 
 @dataclass
