@@ -66,6 +66,14 @@ class Locator:
         )
         return f"{line} [RANDOM WEIGHTS: results are meaningless]" if self.random_weights else line
 
+    def with_mode(self, mode: str) -> Locator:
+        """A Locator in another proposal mode that shares these loaded models, frame cache and lock (one load serves
+        every mode an evaluation compares). The mode is checked by LocatorConfig."""
+        twin = Locator.__new__(Locator)
+        twin.__dict__.update(self.__dict__)
+        twin.config = self.config.with_overrides(mode=mode)
+        return twin
+
     def warm_up(self) -> None:
         """Run each model once on a small frame so the first goal doesn't pay for lazy initialisation."""
         frame = np.zeros((64, 64, 3), np.uint8)

@@ -1,0 +1,157 @@
+"""The numbers of an EvalRun per mode and tag, as a terminal table (modes side by side) or a JSON-ready dict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from promptbox.detection import RANDOM_WEIGHTS_TAG
+from promptbox.evaluation.metrics import Counted, Latency, Mean, Metrics, latency, stage_latency, summarize
+from promptbox.evaluation.runner import EvalRun
+
+ALL = "all"
+# The stages a Locator times, in pipeline order; other keys (proposals.*) go to the JSON only.
+MAIN_STAGES = ("text", "embedding", "proposing", "matching", "selecting", "total")
+_RATES = (
+    ("accuracy", "accuracy"),
+    ("mean IoU", "mean_iou"),
+    ("mean mask IoU", "mean_mask_iou"),
+    ("false-box rate", "false_box_rate"),
+    ("not-found precision", "not_found_precision"),
+    ("not-found recall", "not_found_recall"),
+    ("wrong-object rate", "wrong_object_rate"),
+    ("part-of-object rate", "part_rate"),
+)
+_LABEL_WIDTH, _CELL_WIDTH = 30, 20  # 30 + 4 modes x 20 stays within 120 columns
+
+
+@dataclass(frozen=True)
+class TagReport:
+    metrics: Metrics
+    latency_ms: dict[str, Latency]
+
+
+@dataclass(frozen=True)
+class Report:
+    dataset: str
+    describe: str
+    random_weights: bool
+    weights_tag: str
+    queries: int  # distinct queries; each is answered once per mode
+    frames: int
+    modes: tuple[str, ...]
+    tags: tuple[str, ...]  # "all" first, then the dataset's tags sorted
+    per_mode: dict[str, dict[str, TagReport]]
+    frame_embedding_ms: Latency | None
+
+    @property
+    def marks(self) -> str:
+        """The weight marks every header repeats: results of random or synthetic weights must not pass for real."""
+        marks = [RANDOM_WEIGHTS_TAG] if self.random_weights else []
+        if self.weights_tag:
+            marks.append(self.weights_tag)
+        return " ".join(marks)
+
+
+def build_report(run: EvalRun) -> Report:
+    """Metrics and latency per mode and tag; each query counts in every one of its tags and in "all"."""
+    tags = (ALL, *sorted({tag for query in run.dataset.queries for tag in query.tags} - {ALL}))
+    per_mode: dict[str, dict[str, TagReport]] = {}
+    for mode in run.modes:
+        results = [r for r in run.results if r.mode == mode]
+        per_mode[mode] = {}
+        for tag in tags:
+            chosen = [r for r in results if tag == ALL or tag in r.query.tags]
+            per_mode[mode][tag] = TagReport(
+                summarize([r.outcome for r in chosen]), stage_latency(r.timings_ms for r in chosen)
+            )
+    return Report(
+        dataset=str(run.dataset.root),
+        describe=run.describe,
+        random_weights=run.random_weights,
+        weights_tag=run.weights_tag,
+        queries=len(run.dataset.queries),
+        frames=run.frames,
+        modes=run.modes,
+        tags=tags,
+        per_mode=per_mode,
+        frame_embedding_ms=latency(run.frame_embedding_ms),
+    )
+
+
+def format_table(report: Report) -> str:
+    """A plain-text table: rows tag x metric, one column per mode."""
+    marks = f"{report.marks} " if report.marks else ""
+    lines = [
+        f"{marks}promptbox eval {report.dataset}: {report.queries} queries on {report.frames} frames, "
+        f"modes {', '.join(report.modes)}",
+        f"weights: {report.describe}",
+    ]
+    if report.frame_embedding_ms is not None:
+        emb = report.frame_embedding_ms
+        lines.append(f"embedding per frame: p50 {emb.p50:.1f} ms, p95 {emb.p95:.1f} ms over {emb.count} frames "
+                     "(computed once, reused by every command and mode but upstream)")
+    rule = "-" * (_LABEL_WIDTH + _CELL_WIDTH * len(report.modes))
+    lines += ["", f"{marks}results per tag (rows) and mode (columns)", _row("tag / metric", report.modes), rule]
+    for tag in report.tags:
+        first = report.per_mode[report.modes[0]][tag].metrics
+        lines.append(f"{tag} ({first.queries} queries: {first.present} present, {first.absent} absent)")
+        for label, name in _RATES:
+            cells = [_cell(getattr(report.per_mode[mode][tag].metrics, name)) for mode in report.modes]
+            lines.append(_row(f"  {label}", cells))
+        cells = [_latency_cell(report.per_mode[mode][tag].latency_ms.get("total")) for mode in report.modes]
+        lines.append(_row("  total ms p50 / p95", cells))
+    lines += ["", f"{marks}latency per stage over {ALL} queries, ms p50 / p95", _row("stage", report.modes), rule]
+    for stage in MAIN_STAGES:
+        cells = [_latency_cell(report.per_mode[mode][ALL].latency_ms.get(stage)) for mode in report.modes]
+        lines.append(_row(f"  {stage}", cells))
+    return "\n".join(lines)
+
+
+def report_dict(report: Report) -> dict:
+    """The same numbers for machines: modes -> tag -> metrics and latency_ms (every stage the locator timed)."""
+    return {
+        "dataset": report.dataset,
+        "describe": report.describe,
+        "random_weights": report.random_weights,
+        "weights_tag": report.weights_tag,
+        "queries": report.queries,
+        "frames": report.frames,
+        "modes": {
+            mode: {tag: _tag_dict(tag_report) for tag, tag_report in report.per_mode[mode].items()}
+            for mode in report.modes
+        },
+        "frame_embedding_ms": _latency_dict(report.frame_embedding_ms),
+    }
+
+
+def _tag_dict(tag_report: TagReport) -> dict:
+    metrics = tag_report.metrics
+    payload: dict = {"queries": metrics.queries, "present": metrics.present, "absent": metrics.absent}
+    for _, name in _RATES:
+        value = getattr(metrics, name)
+        if isinstance(value, Counted):
+            payload[name] = {"value": value.value, "hits": value.hits, "total": value.total}
+        else:
+            payload[name] = {"value": value.value, "count": value.count}
+    payload["latency_ms"] = {stage: _latency_dict(lat) for stage, lat in tag_report.latency_ms.items()}
+    return payload
+
+
+def _latency_dict(lat: Latency | None) -> dict | None:
+    return None if lat is None else {"p50": round(lat.p50, 3), "p95": round(lat.p95, 3), "count": lat.count}
+
+
+def _row(label: str, cells: tuple[str, ...] | list[str]) -> str:
+    return f"{label:<{_LABEL_WIDTH}}" + "".join(f"{cell:>{_CELL_WIDTH}}" for cell in cells)
+
+
+def _cell(value: Counted | Mean) -> str:
+    if value.value is None:
+        return "-"
+    if isinstance(value, Counted):
+        return f"{value.value:.3f} {value.hits:>3}/{value.total:<3}"
+    return f"{value.value:.3f} n={value.count:<5}"
+
+
+def _latency_cell(lat: Latency | None) -> str:
+    return "-" if lat is None else f"{lat.p50:.1f} / {lat.p95:.1f}"
