@@ -15,9 +15,15 @@ from promptbox.world.shapes import Canvas
 
 def shade(canvas: Canvas, colours: list[str]) -> np.ndarray:
     """An HxWx3 float32 RGB image of the canvas; `colours[i]` paints label i + 1. Outside the parts is 0."""
-    labels = canvas.labels
-    out = np.zeros((*labels.shape, 3), np.float32)
-    rows = np.arange(labels.shape[0], dtype=np.float32)[:, None]
+    full = np.zeros((*canvas.labels.shape, 3), np.float32)
+    # Work on the drawn region only: the canvas is sized for the longest class, most of it is empty.
+    # A margin of empty pixels, because distanceTransform counts the image border as inside.
+    x, y, w, h = cv2.boundingRect((canvas.labels > 0).astype(np.uint8))
+    x, y = max(0, x - 2), max(0, y - 2)
+    w, h = min(canvas.labels.shape[1] - x, w + 4), min(canvas.labels.shape[0] - y, h + 4)
+    labels = canvas.labels[y:y + h, x:x + w]
+    out = full[y:y + h, x:x + w]
+    rows = np.arange(y, y + h, dtype=np.float32)[:, None]
     for part, name in enumerate(colours, start=1):
         inside = labels == part
         if not inside.any():
@@ -36,7 +42,7 @@ def shade(canvas: Canvas, colours: list[str]) -> np.ndarray:
         out[inside] = colour[inside]
     for polygon, brightness in canvas.marks:
         region = np.zeros(labels.shape, np.uint8)
-        cv2.fillPoly(region, [np.round(polygon * 16).astype(np.int32)], 1, shift=4)
+        cv2.fillPoly(region, [np.round((polygon - (x, y)) * 16).astype(np.int32)], 1, shift=4)
         region = (region > 0) & (labels > 0)
         out[region] = out[region] * brightness + (20 if brightness > 1 else 0)
-    return np.clip(out, 0, 255)
+    return np.clip(full, 0, 255)

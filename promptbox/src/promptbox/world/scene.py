@@ -14,7 +14,7 @@ import numpy as np
 
 from promptbox.world.catalogue import CLASSES, UNSEEN_PAIRS
 from promptbox.world.paint import shade
-from promptbox.world.shapes import draw
+from promptbox.world.shapes import Canvas, draw
 from promptbox.world.surface import SURFACES, camera, table
 
 SPLITS = {"train": 1, "val": 2, "test": 3}
@@ -35,6 +35,18 @@ _TRIES = 40
 
 
 Box = tuple[int, int, int, int]
+
+
+@dataclass
+class _Pose:
+    """An object drawn at one pose: its labels in the frame region starting at (x0, y0), and the warp that put
+    them there from the canvas."""
+
+    x0: int
+    y0: int
+    labels: np.ndarray
+    canvas: Canvas
+    matrix: np.ndarray
 
 
 @dataclass
@@ -193,27 +205,25 @@ class _Placer:
 
     def place(self, cls: str, colours: list[str], role: str | None) -> bool:
         for _ in range(_TRIES):
-            drawn = self._draw(cls, colours, role)
-            if drawn is not None and self._fits(*drawn):
-                self._commit(cls, colours, role, *drawn)
+            pose = self._draw(cls, colours, role)
+            if pose is not None and self._fits(pose):
+                self._commit(cls, colours, role, pose)
                 return True
         return False
 
-    def _draw(self, cls: str, colours: list[str], role: str | None):
-        """One random pose: (x0, y0, labels, colour, coverage) of the object's region in the frame, or None."""
+    def _draw(self, cls: str, colours: list[str], role: str | None) -> _Pose | None:
+        """One random pose of the object, or None when it does not fit the frame or the role."""
         low, high = LENGTHS[cls]
         length = self.rng.uniform(low, high) * self.scale
         angle = self.rng.uniform(0, 360)
-        res = max(1.0, length / 200)
+        # Drawn at 1.5x the final size (rounded, so canvases repeat and cache), then shrunk by the warp.
+        res = max(0.5, round(1.5 * length / 200, 1))
         canvas = draw(cls, res)
-        ys, xs = np.nonzero(canvas.labels)
-        if len(xs) == 0:
-            return None
+        bx, by, bw, bh = cv2.boundingRect(canvas.labels)
         c = canvas.centre
         zoom = length / (200 * res)
         matrix = cv2.getRotationMatrix2D((c, c), angle, zoom)
-        corners = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.max() + 1, ys.max() + 1],
-                            [xs.min(), ys.max() + 1]], np.float64)
+        corners = np.array([[bx, by], [bx + bw, by], [bx + bw, by + bh], [bx, by + bh]], np.float64)
         # Where the drawn extent lands relative to the object's centre, so the whole object stays in the frame.
         spread = corners @ matrix[:, :2].T + matrix[:, 2] - np.array([c, c])
         lo, hi = spread.min(axis=0), spread.max(axis=0)
@@ -225,17 +235,11 @@ class _Placer:
         if x0 < 0 or y0 < 0 or x1 > self.width or y1 > self.height:
             return None
         matrix[:, 2] += np.array([centre[0] - c - x0, centre[1] - c - y0])
-        dsize = (x1 - x0, y1 - y0)
-        labels = cv2.warpAffine(canvas.labels, matrix, dsize, flags=cv2.INTER_NEAREST, borderValue=0)
-        inside = (canvas.labels > 0).astype(np.float32)
-        coverage = cv2.warpAffine(inside, matrix, dsize, flags=cv2.INTER_LINEAR, borderValue=0)
-        colour = cv2.warpAffine(shade(canvas, colours) * inside[..., None], matrix, dsize, flags=cv2.INTER_LINEAR,
-                                borderValue=0)
-        colour /= np.maximum(coverage, 1e-3)[..., None]
+        labels = cv2.warpAffine(canvas.labels, matrix, (x1 - x0, y1 - y0), flags=cv2.INTER_NEAREST, borderValue=0)
         counts = np.bincount(labels.ravel(), minlength=len(colours) + 1)[1:len(colours) + 1]
         if counts.min() < MIN_PART_PIXELS:
             return None
-        return x0, y0, labels, colour, coverage
+        return _Pose(x0, y0, labels, canvas, matrix)
 
     def _centre(self, role: str | None, lo: np.ndarray, hi: np.ndarray, length: float) -> np.ndarray | None:
         """Where the object's centre goes: anywhere it fits, or next to / far from the anchor for a relation."""
@@ -260,9 +264,10 @@ class _Placer:
                 return None
         return centre
 
-    def _fits(self, x0: int, y0: int, labels: np.ndarray, colour: np.ndarray, coverage: np.ndarray) -> bool:
+    def _fits(self, pose: _Pose) -> bool:
         """True if every earlier object keeps MIN_VISIBLE of its area and every part MIN_PART_VISIBLE of its own."""
-        region = self.ids[y0:y0 + labels.shape[0], x0:x0 + labels.shape[1]]
+        labels = pose.labels
+        region = self.ids[pose.y0:pose.y0 + labels.shape[0], pose.x0:pose.x0 + labels.shape[1]]
         hidden = region[(labels > 0) & (region >= 0)]
         if len(hidden) == 0:
             return True
@@ -277,9 +282,15 @@ class _Placer:
                 return False
         return True
 
-    def _commit(self, cls: str, colours: list[str], role: str | None, x0: int, y0: int, labels: np.ndarray,
-                colour: np.ndarray, coverage: np.ndarray) -> None:
+    def _commit(self, cls: str, colours: list[str], role: str | None, pose: _Pose) -> None:
+        x0, y0, labels = pose.x0, pose.y0, pose.labels
         h, w = labels.shape
+        # Shaded only now, once the pose is kept: shading is the costly step and most tries are thrown away.
+        inside = (pose.canvas.labels > 0).astype(np.float32)
+        coverage = cv2.warpAffine(inside, pose.matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+        colour = cv2.warpAffine(shade(pose.canvas, colours) * inside[..., None], pose.matrix, (w, h),
+                                flags=cv2.INTER_LINEAR, borderValue=0)
+        colour /= np.maximum(coverage, 1e-3)[..., None]
         self._shadow(x0, y0, coverage)
         view = self.image[y0:y0 + h, x0:x0 + w]
         alpha = np.where(labels > 0, 1.0, 0.0).astype(np.float32)[..., None]

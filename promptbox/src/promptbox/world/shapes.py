@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -185,8 +186,9 @@ DRAW: dict[str, Callable[[Canvas], None]] = {
 }
 
 
+@lru_cache(maxsize=64)
 def draw(cls: str, res: float) -> Canvas:
-    """The label canvas of class `cls` at `res` pixels per canonical unit."""
+    """The label canvas of class `cls` at `res` pixels per canonical unit. Cached and shared: do not modify it."""
     canvas = Canvas(res)
     DRAW[cls](canvas)
     return canvas
