@@ -16,9 +16,10 @@ from promptbox.evaluation.metrics import SEVERITY
 from promptbox.evaluation.runner import QueryResult
 
 TRUTH, ANSWER = (0, 255, 0), (255, 0, 0)  # RGB; pure colours, so a reader (or a test) can tell them apart
+OTHER = (255, 200, 0)  # the frame's other labelled objects, thin: what a wrong-object answer picked
 TILE_WIDTH, IMAGE_HEIGHT, COLUMNS, CASES = 320, 240, 4, 16
 _FONT, _SCALE, _LINE = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 17
-_TEXT_LINES = 3
+_TEXT_LINES = 4  # command; mode, verdict, score; image and line; weight marks
 TILE_HEIGHT = IMAGE_HEIGHT + _TEXT_LINES * _LINE + 6
 
 
@@ -83,16 +84,19 @@ def _tile(image: np.ndarray, case: QueryResult, marks: str) -> np.ndarray:
     left, top = (TILE_WIDTH - shown.shape[1]) // 2, (IMAGE_HEIGHT - shown.shape[0]) // 2
     tile[top : top + shown.shape[0], left : left + shown.shape[1]] = shown
 
-    def rectangle(box: tuple[float, ...], color: tuple[int, int, int]) -> None:
+    def rectangle(box: tuple[float, ...], color: tuple[int, int, int], thickness: int) -> None:
         # Pixel edges -> the last pixel inside, on the scaled frame.
         x0, y0 = round(left + box[0] * scale), round(top + box[1] * scale)
         x1, y1 = round(left + box[2] * scale) - 1, round(top + box[3] * scale) - 1
-        cv2.rectangle(tile, (x0, y0), (max(x0, x1), max(y0, y1)), color, 2)
+        cv2.rectangle(tile, (x0, y0), (max(x0, x1), max(y0, y1)), color, thickness)
 
+    for box in case.query.objects:
+        rectangle(box, OTHER, 1)
+    # Truth wider than the answer, so a perfect answer still shows a green rim around the red.
     for box in case.query.boxes:
-        rectangle(box, TRUTH)
+        rectangle(box, TRUTH, 5)
     if case.answer is not None:
-        rectangle(case.answer, ANSWER)
+        rectangle(case.answer, ANSWER, 2)
 
     outcome = case.outcome
     answer = f"score {case.score:.2f}" if case.answer is not None else f"not found (best {case.score:.2f})"
@@ -102,13 +106,13 @@ def _tile(image: np.ndarray, case: QueryResult, marks: str) -> np.ndarray:
         f"{case.mode}: {outcome.kind}, {answer}{iou}",
         f"{case.query.image} (line {case.query.line})",
     )
-    for number, text in enumerate(texts):
-        baseline = IMAGE_HEIGHT + 4 + (number + 1) * _LINE - 4
-        cv2.putText(tile, _fit(text), (4, baseline), _FONT, _SCALE, (255, 255, 255), 1, cv2.LINE_AA)
+    # The marks get their own line under the frame: a banner on the frame would hide boxes.
+    for number, text in enumerate(texts, start=1):
+        cv2.putText(tile, _fit(text), (4, IMAGE_HEIGHT + number * _LINE), _FONT, _SCALE, (255, 255, 255), 1,
+                    cv2.LINE_AA)
     if marks:
-        (w, h), base = cv2.getTextSize(marks, _FONT, _SCALE, 1)
-        cv2.rectangle(tile, (0, 0), (w + 6, h + base + 4), (0, 0, 0), -1)
-        cv2.putText(tile, marks, (3, h + 2), _FONT, _SCALE, (255, 80, 80), 1, cv2.LINE_AA)
+        cv2.putText(tile, _fit(marks), (4, IMAGE_HEIGHT + _TEXT_LINES * _LINE), _FONT, _SCALE, (255, 80, 80), 1,
+                    cv2.LINE_AA)
     tile[:, -1] = tile[-1, :] = 64  # a thin grey seam between tiles
     return tile
 
