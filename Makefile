@@ -3,7 +3,7 @@ SHELL := /bin/bash
 ENV := source build/env.sh &&
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo demo-world bench lint clean
 
 setup:
 	bash tools/setup.sh
@@ -13,6 +13,9 @@ test: setup
 
 demo: setup
 	$(ENV) bash tools/demo.sh
+
+demo-world: setup
+	$(ENV) bash tools/demo_world.sh
 
 bench: setup
 	$(ENV) promptbox bench $(BENCH_ARGS)

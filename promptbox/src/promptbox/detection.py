@@ -30,6 +30,7 @@ class Detection:
     alternatives: list[Candidate] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     random_weights: bool = False
+    weights_tag: str = ""  # "[RANDOM WEIGHTS]", "[SYNTHETIC-WORLD WEIGHTS]", or "" for released weights
 
     found: bool = True
 
@@ -47,6 +48,7 @@ class Detection:
             ],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "random_weights": self.random_weights,
+            "weights_tag": _tag(self),
         }
 
 
@@ -60,6 +62,7 @@ class NotFound:
     alternatives: list[Candidate] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     random_weights: bool = False
+    weights_tag: str = ""
 
     found: bool = False
 
@@ -77,6 +80,7 @@ class NotFound:
             ],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "random_weights": self.random_weights,
+            "weights_tag": _tag(self),
         }
 
 
@@ -95,4 +99,9 @@ def summary(result: Detection | NotFound, seconds: float | None = None) -> str:
         )
     else:
         line = f"not found '{result.phrase}': {result.reason} ({seconds:.2f} s)"
-    return f"{RANDOM_WEIGHTS_TAG} {line}" if result.random_weights else line
+    tag = _tag(result)
+    return f"{tag} {line}" if tag else line
+
+
+def _tag(result: Detection | NotFound) -> str:
+    return result.weights_tag or (RANDOM_WEIGHTS_TAG if result.random_weights else "")

@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from promptbox import weights
+from promptbox import provenance, weights
 from promptbox.command import parse
 from promptbox.config import LocatorConfig
 from promptbox.detection import Detection, NotFound
@@ -41,6 +41,10 @@ class Locator:
         sam, sam_random = weights.load_sam(self.config.sam_checkpoint, self.config.device, allow_random)
         clip, tokenizer, clip_random = weights.load_clip(self.config.clip_model, self.config.device, allow_random)
         self.random_weights = sam_random or clip_random
+        kinds = {weights.sam_kind(self.config.sam_checkpoint) if not sam_random else provenance.RANDOM,
+                 weights.clip_kind(self.config.clip_model) if not clip_random else provenance.RANDOM}
+        # Leads every answer made with anything but released weights: "[RANDOM WEIGHTS]", "[SYNTHETIC-WORLD ...]".
+        self.weights_tag = provenance.tag(kinds)
         amg = self.config.amg
         self.proposer = MaskProposer(
             sam,
@@ -64,7 +68,11 @@ class Locator:
             f"MobileSAM vit_t + CLIP {self.config.clip_model}, mode {self.config.mode}, "
             f"device {self.config.device}, loaded in {self.load_seconds:.1f} s"
         )
-        return f"{line} [RANDOM WEIGHTS: results are meaningless]" if self.random_weights else line
+        if self.random_weights:
+            return f"{line} [RANDOM WEIGHTS: results are meaningless]"
+        if self.weights_tag:
+            return f"{line} {self.weights_tag}: trained on the synthetic world; says nothing of real frames"
+        return line
 
     def with_mode(self, mode: str) -> Locator:
         """A Locator in another proposal mode that shares these loaded models, frame cache and lock (one load serves
@@ -162,6 +170,7 @@ class Locator:
         timings["total"] = sum(timings.values())
         result.timings_ms = {**{f"proposals.{k}": v for k, v in proposals.timings_ms.items()}, **timings}
         result.random_weights = self.random_weights
+        result.weights_tag = self.weights_tag
         return result
 
     def _propose(self, image: np.ndarray, frame: FrameEmbedding | None, text) -> Proposals:

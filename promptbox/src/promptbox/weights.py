@@ -51,6 +51,8 @@ from typing import TYPE_CHECKING
 import torch
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
+from promptbox import provenance
+
 if TYPE_CHECKING:
     from mobile_sam.modeling import Sam
 
@@ -314,6 +316,7 @@ def load_sam(
         state_dict, source, is_random = random_sam_state_dict(), f"random init (seed {RANDOM_SEED})", True
     else:
         _check_sha256(path, sha256 or os.environ.get(SAM_SHA256_ENV))
+        _provenance(provenance.sam_provenance_path(path), path)  # a stale provenance file is an error
         state_dict, source, is_random = _read_sam_state_dict(path), str(path), False
     model = sam_from_state_dict(state_dict, source)
     return model.to(device).eval(), is_random
@@ -437,7 +440,36 @@ def load_clip(
         model, tokenizer = random_clip(target.name)
         return _ready(model, device), tokenizer, True
     model, tokenizer = read_clip_dir(directory)
+    _clip_provenance(directory)
     return _ready(model, device), tokenizer, False
+
+
+def sam_kind(checkpoint: str | os.PathLike | None = None) -> str | None:
+    """The provenance kind of the MobileSAM checkpoint `load_sam` would load (e.g. 'synthetic-world'), or None
+    for released weights and when there is none (random stand-ins are reported by `load_sam` itself)."""
+    path, _ = find_sam(checkpoint)
+    return None if path is None else _provenance(provenance.sam_provenance_path(path), path)
+
+
+def clip_kind(name_or_path: str | os.PathLike = DEFAULT_CLIP) -> str | None:
+    """The provenance kind of the CLIP model `load_clip` would load, or None (see `sam_kind`)."""
+    directory, _ = find_clip(name_or_path)
+    return None if directory is None else _clip_provenance(directory)
+
+
+def _clip_provenance(directory: Path) -> str | None:
+    files = [directory / name for name in _WEIGHT_FILES if (directory / name).is_file()]
+    record = provenance.clip_provenance_path(directory)
+    if not files:
+        return None
+    return _provenance(record, files[0])
+
+
+def _provenance(record: Path, weights_file: Path) -> str | None:
+    try:
+        return provenance.read(record, weights_file)
+    except provenance.ProvenanceError as error:
+        raise WeightsError(str(error)) from error
 
 
 def _ready(model: CLIPModel, device: str) -> CLIPModel:

@@ -1,0 +1,253 @@
+"""Train MobileSAM (the real vit_t architecture and state_dict) on the synthetic world.
+
+Two regimes, one loss:
+- `--train-encoder` (the GPU run): every weight trains, from random init, on point and box prompts.
+- default (CPU): the TinyViT trunk stays at its seeded random init and its features are computed once per scene
+  and cached; the neck, prompt encoder and mask decoder train on them. Random convolutional features keep local
+  colour and texture, which is enough for the world's flat-coloured objects; it is the provisional regime for
+  machines without a GPU and says so in the record it writes.
+
+Targets follow SAM: the three multimask tokens learn part / object / group for a point, the single-mask token the
+object, and the IoU head learns the IoU each mask actually reaches. Steps are bounded by `--minutes`, and the state
+is checkpointed, so a long run continues across calls with `--resume`.
+
+    python tools/world/train_sam.py --work build/world/sam --out weights/world --scenes 300 --minutes 25
+    python tools/world/train_sam.py --smoke     # a few steps on tiny data, CPU, to check the script runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mobile_sam.utils.transforms import ResizeLongestSide
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sam_targets import sample_prompts  # noqa: E402
+from store import save_sam_fp16  # noqa: E402
+
+from promptbox import weights  # noqa: E402
+from promptbox.world.scene import generate_scene  # noqa: E402
+
+LOW_RES = 256  # the decoder's mask resolution for a 1024 input
+
+
+def fp16_rounded_sam(seed: int):
+    """A random-init vit_t whose weights are already what the fp16 file will hold, so cached features match it."""
+    state = weights.random_sam_state_dict(seed)
+    state = {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}
+    return weights.sam_from_state_dict(state, f"random init (seed {seed}), fp16-rounded")
+
+
+def trunk_features(sam, pixels: torch.Tensor) -> torch.Tensor:
+    """TinyViT up to (not including) the neck: (B, 320, 64, 64)."""
+    encoder = sam.image_encoder
+    x = encoder.patch_embed(pixels)
+    for layer in encoder.layers:
+        x = layer(x)
+    b, _, c = x.shape
+    return x.view(b, 64, 64, c).permute(0, 3, 1, 2)
+
+
+def scene_pixels(sam, image: np.ndarray, transform: ResizeLongestSide, device: str) -> torch.Tensor:
+    resized = transform.apply_image(image)
+    pixels = torch.as_tensor(resized, device=device).permute(2, 0, 1).contiguous()[None]
+    return sam.preprocess(pixels)
+
+
+def low_res_targets(masks: np.ndarray, size_hw: tuple[int, int]) -> torch.Tensor:
+    """(K, 4, H, W) bool source masks -> (K, 4, 256, 256) float, as the decoder sees the padded 1024 input."""
+    h, w = size_hw
+    scale = LOW_RES / max(h, w)
+    nh, nw = int(h * scale + 0.5), int(w * scale + 0.5)
+    k, levels = masks.shape[:2]
+    flat = masks.reshape(k * levels, h, w).astype(np.float32)
+    out = np.zeros((k * levels, LOW_RES, LOW_RES), np.float32)
+    for i, m in enumerate(flat):
+        out[i, :nh, :nw] = cv2.resize(m, (nw, nh), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(out > 0.5).float().view(k, levels, LOW_RES, LOW_RES)
+
+
+def decode_all(sam, embedding: torch.Tensor, kind: str, coords: torch.Tensor):
+    """All 4 mask tokens' low-res logits (K, 4, 256, 256) and IoU predictions (K, 4) for one prompt kind."""
+    encoder = sam.prompt_encoder
+    if kind == "point":
+        labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=coords.device)
+        sparse, dense = encoder(points=(coords[:, None, :], labels), boxes=None, masks=None)
+    else:
+        sparse, dense = encoder(points=None, boxes=coords, masks=None)
+    return sam.mask_decoder.predict_masks(embedding, encoder.get_dense_pe(), sparse, dense)
+
+
+def mask_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    prob = logits.sigmoid()
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=(2, 3))
+    inter = (prob * target).sum(dim=(2, 3))
+    dice = 1 - (2 * inter + 1) / (prob.sum(dim=(2, 3)) + target.sum(dim=(2, 3)) + 1)
+    with torch.no_grad():
+        hard = (logits > 0).float()
+        hard_inter = (hard * target).sum(dim=(2, 3))
+        union = hard.sum(dim=(2, 3)) + target.sum(dim=(2, 3)) - hard_inter
+        iou = hard_inter / union.clamp(min=1)
+    loss = (4 * bce + dice).mean() + F.mse_loss(iou_pred, iou)
+    return loss, {"iou": float(iou.mean()), "iou_object": float(iou[:, 0].mean())}
+
+
+def trainable_parameters(sam, train_encoder: bool) -> list[torch.nn.Parameter]:
+    sam.requires_grad_(False)
+    modules = [sam.image_encoder] if train_encoder else [sam.image_encoder.neck]
+    modules += [sam.prompt_encoder, sam.mask_decoder]
+    for module in modules:
+        module.requires_grad_(True)
+    return [p for m in modules for p in m.parameters()]
+
+
+def cache_trunk(sam, args, transform) -> torch.Tensor:
+    path = Path(args.work) / f"trunk_seed{args.seed}_n{args.scenes}_{args.size}.pt"
+    if path.exists():
+        return torch.load(path)
+    features = []
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(args.scenes):
+            scene = generate_scene(args.seed, i, _size(args.size), split="train")
+            features.append(trunk_features(sam, scene_pixels(sam, scene.image, transform, args.device)).half().cpu())
+            if i % 10 == 0:
+                print(f"[cache] {i + 1}/{args.scenes} scenes, {time.perf_counter() - started:.0f} s", flush=True)
+    stacked = torch.cat(features)
+    torch.save(stacked, path)
+    return stacked
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, h = text.lower().split("x")
+    return int(w), int(h)
+
+
+def evaluate(sam, args, transform, scenes: int = 12) -> dict:
+    """Mean IoU on validation scenes (never trained on): the object token, and the best of the 3 multimask tokens."""
+    rng = np.random.default_rng(12345)
+    object_iou, best_iou = [], []
+    with torch.inference_mode():
+        for i in range(scenes):
+            scene = generate_scene(args.seed + 1000, i, _size(args.size), split="val")
+            embedding = sam.image_encoder(scene_pixels(sam, scene.image, transform, args.device))
+            for prompts in sample_prompts(scene, rng, points=8, boxes=0):
+                coords = torch.as_tensor(
+                    transform.apply_coords(prompts.coords, scene.image.shape[:2]), dtype=torch.float32,
+                    device=args.device,
+                )
+                logits, _ = decode_all(sam, embedding, prompts.kind, coords)
+                target = low_res_targets(prompts.targets, scene.image.shape[:2]).to(args.device)
+                hard = (logits > 0).float()
+                inter = (hard * target).sum(dim=(2, 3))
+                iou = inter / (hard.sum(dim=(2, 3)) + target.sum(dim=(2, 3)) - inter).clamp(min=1)
+                object_iou += iou[:, 0].tolist()
+                best_iou += iou[:, 1:].max(dim=1).values.tolist()
+    return {"val_object_miou": float(np.mean(object_iou)), "val_best_of_3_miou": float(np.mean(best_iou))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", default="build/world/sam", help="cache and checkpoint folder")
+    parser.add_argument("--out", default=None, help="write the fp16 mobile_sam.pt here when done")
+    parser.add_argument("--scenes", type=int, default=300)
+    parser.add_argument("--size", default="640x480")
+    parser.add_argument("--seed", type=int, default=0, help="world seed of the training scenes and the init")
+    parser.add_argument("--minutes", type=float, default=20.0, help="training time budget of this call")
+    parser.add_argument("--max-steps", type=int, default=100000)
+    parser.add_argument("--points", type=int, default=12, help="point prompts per scene per step")
+    parser.add_argument("--boxes", type=int, default=4, help="box prompts per scene per step")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--train-encoder", action="store_true", help="train every weight (the GPU run)")
+    parser.add_argument("--resume", action="store_true", help="continue from WORK/state.pt")
+    parser.add_argument("--smoke", action="store_true", help="a few steps on 3 small scenes, to check the script")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.scenes, args.size, args.max_steps, args.minutes = 3, "160x120", 3, 5.0
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    started = time.perf_counter()
+
+    sam = fp16_rounded_sam(args.seed).to(args.device)
+    transform = ResizeLongestSide(sam.image_encoder.img_size)
+    params = trainable_parameters(sam, args.train_encoder)
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    step, history = 0, []
+    state_path = work / "state.pt"
+    if args.resume and state_path.exists():
+        saved = torch.load(state_path, weights_only=False)
+        sam.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        step, history = saved["step"], saved["history"]
+        print(f"[train] resumed at step {step}")
+    trunk = None if args.train_encoder else cache_trunk(sam, args, transform)
+    size = _size(args.size)
+    rng = np.random.default_rng([args.seed, step])
+    sam.train()
+    deadline = time.perf_counter() + args.minutes * 60
+    running: list[float] = []
+    while step < args.max_steps and time.perf_counter() < deadline:
+        i = int(rng.integers(args.scenes))
+        scene = generate_scene(args.seed, i, size, split="train")
+        if args.train_encoder:
+            embedding = sam.image_encoder(scene_pixels(sam, scene.image, transform, args.device))
+        else:
+            embedding = sam.image_encoder.neck(trunk[i : i + 1].to(args.device).float())
+        # Warm-up then cosine, over the planned steps (or a nominal 4000 when the budget is time).
+        planned = min(args.max_steps, 4000)
+        lr_scale = min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step / planned, 1.0))))
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * lr_scale
+        loss_total, metrics = 0.0, {}
+        for prompts in sample_prompts(scene, rng, args.points, args.boxes):
+            coords = transform.apply_boxes(prompts.coords, scene.image.shape[:2]) if prompts.kind == "box" else (
+                transform.apply_coords(prompts.coords, scene.image.shape[:2])
+            )
+            coords = torch.as_tensor(coords, dtype=torch.float32, device=args.device)
+            logits, iou_pred = decode_all(sam, embedding, prompts.kind, coords)
+            target = low_res_targets(prompts.targets, scene.image.shape[:2]).to(args.device)
+            loss, metrics[prompts.kind] = mask_loss(logits, iou_pred, target)
+            loss_total = loss_total + loss
+        optimizer.zero_grad(set_to_none=True)
+        loss_total.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        step += 1
+        running.append(float(loss_total))
+        if step % 25 == 0 or step == 1:
+            point = metrics.get("point", {})
+            line = {"step": step, "loss": float(np.mean(running[-25:])), "point_iou": point.get("iou", 0.0),
+                    "elapsed_s": round(time.perf_counter() - started)}
+            history.append(line)
+            print(f"[train] {json.dumps(line)}", flush=True)
+        if step % 200 == 0:
+            torch.save({"model": sam.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                        "history": history}, state_path)
+    torch.save({"model": sam.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "history": history},
+               state_path)
+    sam.eval()
+    result = {"steps": step, "final_loss": float(np.mean(running[-50:])) if running else None,
+              **evaluate(sam, args, transform, scenes=2 if args.smoke else 12),
+              "regime": "all weights" if args.train_encoder else "frozen random TinyViT trunk (CPU regime)",
+              "device": args.device, "seed": args.seed, "scenes": args.scenes, "size": args.size,
+              "wall_s_this_call": round(time.perf_counter() - started)}
+    print(f"[done] {json.dumps(result)}")
+    (work / "result.json").write_text(json.dumps({**result, "history": history}, indent=1))
+    if args.out:
+        path = save_sam_fp16(sam, Path(args.out), result)
+        print(f"[done] wrote {path}")
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())
