@@ -92,6 +92,13 @@ def test_the_table_puts_modes_side_by_side_and_marks_random_weights(dataset):
     assert max(len(line) for line in lines[header - 1 :]) <= 120
 
 
+def test_a_weights_tag_equal_to_the_random_one_is_written_once(dataset):
+    oracle = hand_oracle(random_weights=True)
+    oracle.weights_tag = "[RANDOM WEIGHTS]"  # what a real Locator with random weights carries
+    table = format_table(build_report(run_eval(oracle, dataset, ["exact"])))
+    assert table.splitlines()[0].startswith("[RANDOM WEIGHTS] promptbox eval")
+
+
 def test_the_json_has_the_same_numbers(dataset):
     report = build_report(run_eval(hand_oracle(), dataset, ["exact", "fast"]))
     payload = report_dict(report)

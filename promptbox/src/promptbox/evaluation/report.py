@@ -47,7 +47,7 @@ class Report:
     def marks(self) -> str:
         """The weight marks every header repeats: results of random or synthetic weights must not pass for real."""
         marks = [RANDOM_WEIGHTS_TAG] if self.random_weights else []
-        if self.weights_tag:
+        if self.weights_tag and self.weights_tag not in marks:  # the Locator's tag may itself be the random one
             marks.append(self.weights_tag)
         return " ".join(marks)
 
