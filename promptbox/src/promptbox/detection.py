@@ -31,6 +31,7 @@ class Detection:
     timings_ms: dict[str, float] = field(default_factory=dict)
     random_weights: bool = False
     weights_tag: str = ""  # "[RANDOM WEIGHTS]", "[SYNTHETIC-WORLD WEIGHTS]", or "" for released weights
+    notes: list[str] = field(default_factory=list)  # what of the command was not used, and corrections made
 
     found: bool = True
 
@@ -49,6 +50,7 @@ class Detection:
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "random_weights": self.random_weights,
             "weights_tag": _tag(self),
+            "notes": list(self.notes),
         }
 
 
@@ -97,6 +99,8 @@ def summary(result: Detection | NotFound, seconds: float | None = None) -> str:
             f"found '{result.phrase}' at x0={x0:.0f} y0={y0:.0f} x1={x1:.0f} y1={y1:.0f} "
             f"(score {result.score:.2f}) in {seconds:.2f} s"
         )
+        if result.notes:
+            line += "; " + "; ".join(result.notes)
     else:
         line = f"not found '{result.phrase}': {result.reason} ({seconds:.2f} s)"
     tag = _tag(result)

@@ -13,14 +13,14 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from promptbox import provenance, weights
+from promptbox import provenance, relations, vocabulary, weights
 from promptbox.command import parse
 from promptbox.config import LocatorConfig
 from promptbox.detection import Detection, NotFound
 from promptbox.image import check_image
 from promptbox.matching import Matcher
 from promptbox.proposals import FrameEmbedding, MaskProposer, Proposals, peak_points
-from promptbox.selection import BACKGROUND_PHRASES, calibrate, select
+from promptbox.selection import BACKGROUND_PHRASES, PhraseScores, calibrate, select
 
 StageCallback = Callable[[str, float], None]
 
@@ -57,6 +57,9 @@ class Locator:
         )
         self.matcher = Matcher(clip, tokenizer, self.config.device)
         self._background = self.matcher.encode_texts(BACKGROUND_PHRASES)
+        # Competing object names, encoded once per model and kept on disk beside the weights cache.
+        self._names = vocabulary.OBJECT_NAMES
+        self._name_vectors = self.matcher.encode_texts_stored(self._names, weights.weights_dir() / "text-cache")
         self._frames: OrderedDict[str, FrameEmbedding] = OrderedDict()
         # One inference at a time: a background `prepare` and a goal would only fight over the same cores.
         self._lock = threading.RLock()
@@ -147,10 +150,12 @@ class Locator:
             stage("matching", STAGE_PROGRESS["matching"])
             with _timed(timings, "matching"):
                 regions = self.matcher.encode_regions(image, proposals.boxes_xyxy, proposals.masks)
-                similarity = (regions @ text.vector.to(regions)).float().cpu().numpy()
-                background = (regions @ self._background.to(regions).T).float().cpu().numpy()
-                # The model's own temperature: the one its contrastive training calibrated its logits with.
-                confidence = calibrate(similarity, background, logit_scale=self.matcher.logit_scale)
+                scores = self._score(regions, target.phrase)
+                part = vocabulary.part_request(target.phrase)
+                whole = self._score(regions, part[1]) if part is not None else None
+                anchor = None
+                if target.relation in relations.RESOLVED and target.anchor:
+                    anchor = self._score(regions, target.anchor)
 
             stage("selecting", STAGE_PROGRESS["selecting"])
             with _timed(timings, "selecting"):
@@ -159,12 +164,15 @@ class Locator:
                 result = select(
                     proposals.masks,
                     edges,
-                    similarity,
-                    confidence,
+                    scores.similarity,
+                    scores.confidence,
                     target,
                     min_score=threshold,
                     part_margin=self.config.part_margin,
                     top_k=self.config.top_k,
+                    is_target=scores.top1,
+                    anchor=anchor,
+                    whole=whole,
                 )
 
         timings["total"] = sum(timings.values())
@@ -172,6 +180,23 @@ class Locator:
         result.random_weights = self.random_weights
         result.weights_tag = self.weights_tag
         return result
+
+    def _score(self, regions: torch.Tensor, phrase: str) -> PhraseScores:
+        """`phrase` scored on every region against its competitors: other object names (not its own head noun or
+        near-synonyms), its other colours ("blue mug" for "red mug") and scenery."""
+        vector = self.matcher.encode_text(phrase).vector
+        names = vocabulary.competitors(phrase, vector.cpu().numpy(), self._names, self._name_vectors.cpu().numpy())
+        variants = vocabulary.colour_variants(phrase)
+        rivals = [self._name_vectors[names], self._background]
+        if variants:
+            rivals.append(self.matcher.encode_texts(variants))
+        rivals_t = torch.cat([r.to(regions) for r in rivals])
+        similarity = (regions @ vector.to(regions)).float().cpu().numpy()
+        rival_sim = (regions @ rivals_t.T).float().cpu().numpy()
+        # The model's own temperature: the one its contrastive training calibrated its logits with.
+        confidence = calibrate(similarity, rival_sim, logit_scale=self.matcher.logit_scale)
+        top1 = similarity >= rival_sim.max(axis=1) if rival_sim.size else np.ones_like(similarity, bool)
+        return PhraseScores(phrase, similarity, confidence, top1)
 
     def _propose(self, image: np.ndarray, frame: FrameEmbedding | None, text) -> Proposals:
         mode = self.config.mode

@@ -3,10 +3,13 @@ text-similarity map of a whole frame for fast mode's prompt placement."""
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +30,10 @@ PROMPT_TEMPLATES = (
     "a cropped photo of the {}.",
     "a good photo of the {}.",
 )
+
+
+# encode_texts_stored's results in this process, by the same key as on disk.
+_STORED: dict[str, torch.Tensor] = {}
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,38 @@ class Matcher:
         if not vectors:
             return torch.empty(0, self.embed_dim, device=self.device)
         return torch.stack(vectors)
+
+    def encode_texts_stored(self, phrases: Sequence[str], directory: Path) -> torch.Tensor:
+        """encode_texts for a long fixed list (the vocabulary), kept on disk in `directory` keyed by the text
+        model's weights, the templates and the phrases, so only the first start-up with a model pays for it."""
+        digest = hashlib.blake2b(digest_size=12)
+        for name, tensor in sorted(self.model.state_dict().items()):
+            if name.startswith(("text_model.", "text_projection.")):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digest.update("\n".join([*self.templates, "", *phrases]).encode())
+        key = digest.hexdigest()
+        if key in _STORED:  # another Locator of this process already has them
+            return _STORED[key].to(self.device)
+        path = Path(directory) / f"text-embeddings-{key}.pt"
+        if path.is_file():
+            try:
+                vectors = torch.load(path, map_location=self.device, weights_only=True)
+                if vectors.shape == (len(phrases), self.embed_dim):
+                    _STORED[key] = vectors
+                    return vectors
+            except (OSError, RuntimeError, EOFError):
+                pass  # a truncated or foreign file: encode again and replace it
+        vectors = self._encode_phrases(list(phrases)) if phrases else torch.empty(0, self.embed_dim)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            scratch = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save(vectors.cpu(), scratch)
+            scratch.replace(path)  # atomic: a second process never reads half a file
+        except OSError:
+            pass  # a read-only cache only costs time
+        _STORED[key] = vectors
+        return vectors.to(self.device)
 
     def _encode_phrases(self, phrases: list[str]) -> torch.Tensor:
         prompts = [template.format(p) for p in phrases for template in self.templates]

@@ -1,29 +1,46 @@
-"""Pick one Detection from scored mask proposals: calibrate raw CLIP similarities, prefer whole objects over their
-parts, apply the command's spatial qualifier, and answer NotFound when nothing is confident enough.
+"""Pick one Detection from scored mask proposals: calibrated scores against competing names, whole objects over
+their parts (or the named part inside its whole), spatial words and relations among the regions that are the target,
+and NotFound when nothing is confident enough.
 
-Pure numpy, so it is tested with hand-drawn masks and known scores. `target.relation` and `target.anchor` are not
-used here yet: selection looks only at the target phrase's scores and `target.spatial`.
+Pure numpy, so it is tested with hand-drawn masks and known scores. One score ranks and gates: the calibrated
+confidence (calibrate()), the target phrase's share of a softmax over the phrase, competing object names and
+scenery phrases. Raw cosine is compared only between nested regions of one object (the part margin).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from promptbox import relations
 from promptbox.command import Target
 from promptbox.detection import Candidate, Detection, NotFound
 
 # Generic phrases the target competes with in calibrate(): a crop that matches "a table" as well as "red mug" is not
 # a red mug. matching.py encodes these with the same prompt ensemble as the target.
+# No articles: the prompt templates ("a photo of a {}.") bring their own.
 BACKGROUND_PHRASES: tuple[str, ...] = (
     "background",
-    "a table",
-    "a wall",
-    "the floor",
-    "an empty surface",
-    "a blurry photo",
-    "a shadow",
-    "a texture",
+    "table",
+    "wall",
+    "floor",
+    "empty surface",
+    "blurry photo",
+    "shadow",
+    "texture",
 )
+
+
+@dataclass(frozen=True)
+class PhraseScores:
+    """One phrase scored on every region: raw cosine, calibrated confidence, and whether the phrase beats every
+    competing name on the region (its top-1 label)."""
+
+    phrase: str
+    similarity: np.ndarray  # (N,)
+    confidence: np.ndarray  # (N,)
+    top1: np.ndarray  # (N,) bool
 
 # A region is a part of another when the other covers nearly all of it and is clearly bigger.
 CONTAIN_FRACTION = 0.9
@@ -32,10 +49,11 @@ DUPLICATE_IOU = 0.7
 
 
 def calibrate(similarity: np.ndarray, background_similarity: np.ndarray, logit_scale: float = 100.0) -> np.ndarray:
-    """(N,) confidence in [0, 1]: the target's share of a softmax over [target, backgrounds] at `logit_scale`.
+    """(N,) confidence in [0, 1]: the target's share of a softmax over [target, competitors] at `logit_scale`.
 
-    Raw cosine similarities sit in a narrow band (about 0.15-0.35 for CLIP) whose level depends on the phrase, so a
-    fixed threshold on them means nothing; the share against background phrases does.
+    Competitors are other object names and scenery phrases (one column each). Raw cosine similarities sit in a
+    narrow band whose level depends on the phrase, so a fixed threshold on them means nothing; the share does: 0.5
+    means the target phrase is as likely as every competitor together, so it is at least the top-1 label.
     """
     sim = np.asarray(similarity, dtype=np.float64)
     bg = np.asarray(background_similarity, dtype=np.float64)
@@ -62,33 +80,57 @@ def select(
     min_score: float,
     part_margin: float = 0.02,
     top_k: int = 5,
+    is_target: np.ndarray | None = None,
+    anchor: PhraseScores | None = None,
+    whole: PhraseScores | None = None,
 ) -> Detection | NotFound:
     """Choose one region for `target`.
 
     masks (N,H,W) bool and boxes_xyxy (N,4) are in source pixels; similarity (N,) is raw cosine, confidence (N,) is
-    calibrate()'s output. Without a spatial qualifier the best region by similarity is chosen, or the largest region
-    containing it that scores within `part_margin` (the whole screwdriver, not its head). With one, the qualifier
-    picks among the plausible regions (confidence >= min_score, near-duplicates and parts removed). The chosen
-    region must reach `min_score`, else NotFound says how close it came. `alternatives` are the `top_k` other
-    regions by confidence.
+    calibrate()'s output, which ranks the regions and gates the answer. `is_target` (N,) marks the regions whose
+    top-1 label is the target (default: confidence >= min_score).
+    - Plain: the most confident region, or the largest region containing it whose similarity is within
+      `part_margin` and which passes min_score (the whole screwdriver, not its head).
+    - A part ("cap of marker", `whole` = the marker's scores): the most confident region inside the best whole.
+    - A spatial word picks among the plausible regions: target regions at min_score, one per object.
+    - A relation (`anchor` = the anchor phrase's scores) picks the plausible region that best stands in that
+      relation to the best anchor region; no anchor, or no region in that relation, is NotFound saying so.
+    A qualifier that cannot be applied is never dropped silently: the answer's notes or reason say so.
     """
     masks, boxes, sim, conf = _check(masks, boxes_xyxy, similarity, confidence, part_margin, top_k)
     n = masks.shape[0]
     if n == 0:
         return NotFound(phrase=target.phrase, reason="no mask proposals in the image")
+    top1 = conf >= min_score if is_target is None else np.asarray(is_target, dtype=bool)
+    if top1.shape != (n,):
+        raise ValueError(f"is_target has shape {top1.shape}; accepted: ({n},), one flag per mask")
 
     regions = _Regions(masks)
-    chosen = _whole_over_parts(regions, sim, conf, min_score, part_margin)
-    if target.spatial is not None:
-        plausible = _plausible(regions, boxes, conf, min_score)
-        if plausible:
+    notes: list[str] = []
+    miss = None
+    if whole is not None:
+        chosen, miss = _part_of_whole(regions, conf, whole, target, min_score)
+    else:
+        chosen = _whole_over_parts(regions, sim, conf, min_score, part_margin)
+    plausible = _plausible(regions, boxes, conf, min_score, top1)
+    if miss is None and target.relation is not None:
+        if anchor is None:
+            notes.append(f"relation {target.relation!r} {target.anchor!r} was not applied (not resolved in the image "
+                         f"plane; resolved: {', '.join(relations.RESOLVED)})")
+        elif plausible:
+            chosen, miss = _by_relation(target, anchor, plausible, regions, boxes, conf, min_score)
+    if miss is None and target.spatial is not None and plausible:
+        if target.relation is not None and anchor is not None:
+            notes.append(f"spatial word {target.spatial!r} was not applied: the relation chose among the candidates")
+        else:
             chosen = _by_spatial(target.spatial, plausible, regions, boxes, conf)
 
     alternatives = _candidates([i for i in np.argsort(-conf, kind="stable") if i != chosen][:top_k], boxes, sim, conf)
-    if conf[chosen] < min_score:
+    if miss is not None or conf[chosen] < min_score:
+        reason = miss or f"best candidate for {target.phrase!r} scored {_below(conf[chosen], min_score)}"
         return NotFound(
             phrase=target.phrase,
-            reason=f"best candidate for {target.phrase!r} scored {_below(conf[chosen], min_score)}",
+            reason="; ".join([reason, *notes]),
             best=_candidates([chosen], boxes, sim, conf)[0],
             alternatives=alternatives,
         )
@@ -99,6 +141,7 @@ def select(
         # A copy: a view would keep the whole (N,H,W) proposal stack alive as long as the Detection.
         mask=masks[chosen].copy(),
         alternatives=alternatives,
+        notes=notes,
     )
 
 
@@ -145,32 +188,81 @@ def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def _whole_over_parts(regions: _Regions, sim: np.ndarray, conf: np.ndarray, min_score: float, margin: float) -> int:
-    """The best region by similarity, or the largest region containing it that scores within `margin` of it.
+    """The most confident region, or the largest region containing it whose similarity is within `margin` of it.
 
     CLIP often scores a distinctive part (a screwdriver's head) a hair above the whole object, but the robot must
-    grasp the whole. Containers are compared with the original best's similarity, so a chain of containers cannot
-    drift downwards step by step; and a container below min_score cannot turn a found part into NotFound.
+    grasp the whole. Nested regions of one object face the same competitors, so their raw similarities compare
+    directly. Containers are compared with the original best, so a chain of containers cannot drift downwards; and
+    a container below min_score cannot turn a found part into NotFound.
     """
-    best = int(np.argmax(sim))
+    best = int(np.argmax(conf))
     close = (sim >= sim[best] - margin) & ((conf >= min_score) | (conf[best] < min_score))
     eligible = regions.containers(best, among=np.flatnonzero(close))
     if not eligible:
         return best
-    return max(eligible, key=lambda j: (regions.area[j], sim[j]))
+    return max(eligible, key=lambda j: (regions.area[j], conf[j]))
 
 
-def _plausible(regions: _Regions, boxes: np.ndarray, conf: np.ndarray, min_score: float) -> list[int]:
-    """Regions confident enough to be the target, one per object: near-duplicate boxes keep the more confident, and
-    a region contained in another plausible one is a part of that object, not a separate object."""
+def _part_of_whole(
+    regions: _Regions, conf: np.ndarray, whole: PhraseScores, target: Target, min_score: float
+) -> tuple[int, str | None]:
+    """An explicit part ("cap of marker"): the most confident region inside the most confident whole."""
+    owner = int(np.argmax(whole.confidence))
+    if whole.confidence[owner] < min_score:
+        reason = (f"the {whole.phrase!r} that {target.phrase!r} belongs to was not found (best "
+                  f"{_below(float(whole.confidence[owner]), min_score)})")
+        return int(np.argmax(conf)), reason
+    inside = [i for i in range(len(conf)) if i != owner and owner in regions.containers(i, among=[owner])]
+    if not inside:
+        return owner, f"found the {whole.phrase!r} but no separate region inside it for {target.phrase!r}"
+    return max(inside, key=lambda i: conf[i]), None
+
+
+def _plausible(
+    regions: _Regions, boxes: np.ndarray, conf: np.ndarray, min_score: float, top1: np.ndarray
+) -> list[int]:
+    """Regions that are the target (its top-1 label, at min_score), one per object: near-duplicate boxes keep the
+    more confident, and a region contained in another plausible one is a part of that object."""
     kept: list[int] = []
     for i in np.argsort(-conf, kind="stable"):
         i = int(i)
         if conf[i] < min_score:
             break
-        if kept and _box_iou(boxes[i], boxes[kept]).max() > DUPLICATE_IOU:
+        if not top1[i] or (kept and _box_iou(boxes[i], boxes[kept]).max() > DUPLICATE_IOU):
             continue
         kept.append(i)
     return [i for i in kept if not regions.containers(i, among=kept)]
+
+
+def _by_relation(
+    target: Target,
+    anchor: PhraseScores,
+    plausible: list[int],
+    regions: _Regions,
+    boxes: np.ndarray,
+    conf: np.ndarray,
+    min_score: float,
+) -> tuple[int, str | None]:
+    """The plausible region that best stands in `target.relation` to the most confident anchor region."""
+    best = plausible[0]
+    order = np.argsort(-anchor.confidence, kind="stable")
+    # The anchor is a different object: not one of the target's candidates.
+    anchors = [int(a) for a in order if anchor.confidence[a] >= min_score and int(a) not in plausible]
+    if not anchors:
+        top = float(anchor.confidence[order[0]])
+        return best, (f"the anchor {anchor.phrase!r} was not found (best {_below(top, min_score)}), so "
+                      f"'{target.phrase} {target.relation} {anchor.phrase}' cannot be chosen")
+    a = anchors[0]
+    scored = []
+    for i in plausible:
+        if a in regions.containers(i, among=[a]) or i in regions.containers(a, among=[i]):
+            continue  # a part of the anchor, or a region around it
+        value = relations.fit(target.relation, boxes[i], boxes[a])
+        if value is not None:
+            scored.append((value, -conf[i], i))
+    if not scored:
+        return best, f"no {target.phrase!r} is {target.relation} the {anchor.phrase!r}"
+    return min(scored)[2], None
 
 
 def _by_spatial(spatial: str, plausible: list[int], regions: _Regions, boxes: np.ndarray, conf: np.ndarray) -> int:

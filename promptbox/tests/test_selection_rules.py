@@ -1,0 +1,208 @@
+"""The selection rules that keep a robot from boxing the wrong object, on hand-made masks and scores: competing
+names in calibration, one score for ranking and gating, spatial words among target regions only, relations to an
+anchor, explicit parts, and answers that say what of the command was not used."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from promptbox import relations, vocabulary
+from promptbox.command import Target
+from promptbox.detection import Detection, NotFound, summary
+from promptbox.selection import PhraseScores, calibrate, select
+
+Rect = tuple[int, int, int, int]
+
+
+def scene(*rects: Rect, size: tuple[int, int] = (100, 160)) -> tuple[np.ndarray, np.ndarray]:
+    masks = np.zeros((len(rects), *size), dtype=bool)
+    for k, (x0, y0, x1, y1) in enumerate(rects):
+        masks[k, y0:y1, x0:x1] = True
+    return masks, np.array(rects, dtype=np.float64).reshape(-1, 4)
+
+
+def box(rect: Rect) -> tuple[float, float, float, float]:
+    return tuple(float(v) for v in rect)  # type: ignore[return-value]
+
+
+def scores(phrase: str, conf: list[float], top1: list[bool] | None = None) -> PhraseScores:
+    c = np.array(conf)
+    return PhraseScores(phrase, c * 0.3, c, c >= 0.5 if top1 is None else np.array(top1))
+
+
+# --- 1. calibration against competing names --------------------------------------------------------------------------
+
+
+def _unit(*values: float) -> np.ndarray:
+    v = np.array(values, dtype=np.float64)
+    return v / np.linalg.norm(v)
+
+
+def test_a_scissors_crop_asked_as_screwdriver_loses_to_the_name_scissors() -> None:
+    # Embeddings in a toy 3-d joint space: the crop is a pair of scissors; "screwdriver" is a tool too, so its
+    # cosine is well above the scenery phrases: against scenery alone (the old calibration) it passes easily.
+    names = ["scissors", "screwdriver", "mug"]
+    name_vectors = np.stack([_unit(1, 0.2, 0), _unit(0.5, 1, 0), _unit(0, 0, 1)])
+    target = name_vectors[1]
+    crop = _unit(1, 0.25, 0.05)
+    scenery = np.stack([_unit(0.1, 0.1, 1)] * 3)
+    old_style = calibrate(np.array([crop @ target]), (crop @ scenery.T)[None])
+    assert old_style[0] > 0.9  # the defect: any object beats "a table"
+    keep = vocabulary.competitors("screwdriver", target, names, name_vectors)
+    assert [names[i] for i in keep] == ["scissors", "mug"]  # its own name is not its competitor
+    rivals = np.concatenate([name_vectors[keep], scenery])
+    confidence = calibrate(np.array([crop @ target]), (crop @ rivals.T)[None])
+    assert confidence[0] < 0.5
+
+
+def test_competitors_leave_out_the_head_noun_and_near_synonyms() -> None:
+    names = ["mug", "coffee mug", "cup", "bowl"]
+    vectors = np.stack([_unit(1, 0, 0), _unit(1, 0.1, 0), _unit(1, 0.3, 0), _unit(0, 1, 0)])
+    phrase_vector = _unit(1, 0.05, 0)  # "red mug"
+    kept = [names[i] for i in vocabulary.competitors("red mug", phrase_vector, names, vectors)]
+    assert kept == ["bowl"]  # "mug" and "coffee mug" share the head noun; "cup" is a near-synonym (cos > 0.9)
+
+
+def test_an_attribute_phrase_competes_with_its_other_colours() -> None:
+    variants = vocabulary.colour_variants("red mug")
+    assert "blue mug" in variants and "green mug" in variants and "red mug" not in variants
+    assert vocabulary.colour_variants("mug") == []
+    assert vocabulary.head_noun("cap of marker") == "cap" and vocabulary.head_noun("red mug") == "mug"
+
+
+def test_the_vocabulary_is_a_few_hundred_distinct_object_names() -> None:
+    assert 200 <= len(vocabulary.OBJECT_NAMES) == len(set(vocabulary.OBJECT_NAMES))
+    assert {"scissors", "screwdriver", "mug", "laptop"} <= set(vocabulary.OBJECT_NAMES)
+
+
+# --- 2. one score ranks and gates ------------------------------------------------------------------------------------
+
+SCENERY: Rect = (0, 0, 160, 60)  # a big table region: the highest raw cosine, but scenery is its top label
+MUG: Rect = (20, 70, 50, 95)
+
+
+def test_a_region_with_the_highest_raw_cosine_but_low_confidence_does_not_hide_the_confident_one() -> None:
+    masks, boxes = scene(SCENERY, MUG)
+    result = select(masks, boxes, np.array([0.35, 0.30]), np.array([0.05, 0.999]), Target("mug"), min_score=0.5)
+    assert isinstance(result, Detection)
+    assert result.box_xyxy == box(MUG)
+
+
+# --- 3. spatial words choose among target regions -----------------------------------------------------------------
+
+SCISSORS_LEFT: Rect = (5, 70, 30, 95)
+MUG_RIGHT: Rect = (110, 70, 140, 95)
+
+
+def test_the_mug_on_the_left_is_never_the_scissors_on_the_left() -> None:
+    masks, boxes = scene(SCISSORS_LEFT, MUG_RIGHT)
+    # The scissors pass min_score (calibration is not perfect), but their top-1 label is "scissors", not "mug".
+    result = select(masks, boxes, np.array([0.28, 0.31]), np.array([0.55, 0.9]), Target("mug", spatial="left"),
+                    min_score=0.5, is_target=np.array([False, True]))
+    assert isinstance(result, Detection)
+    assert result.box_xyxy == box(MUG_RIGHT)
+
+
+# --- 4. relations ----------------------------------------------------------------------------------------------------
+
+BOOK: Rect = (60, 40, 100, 90)
+PEN_NEAR: Rect = (102, 45, 112, 80)  # 2 px right of the book, its centre a little higher
+PEN_FAR: Rect = (5, 5, 15, 40)
+
+
+def _pens(relation: str, anchor_conf: list[float], pen_conf: list[float] | None = None):
+    masks, boxes = scene(PEN_FAR, PEN_NEAR, BOOK)
+    conf = np.array(pen_conf or [0.95, 0.8, 0.1])  # the far pen is the more confident
+    return select(masks, boxes, conf * 0.3, conf, Target("pen", relation=relation, anchor="book"), min_score=0.5,
+                  anchor=scores("book", anchor_conf))
+
+
+def test_the_pen_next_to_the_book_is_the_near_one_not_the_more_confident_far_one() -> None:
+    result = _pens("next to", [0.1, 0.1, 0.9])
+    assert isinstance(result, Detection)
+    assert result.box_xyxy == box(PEN_NEAR)
+
+
+@pytest.mark.parametrize(("relation", "expected"), [("right of", PEN_NEAR), ("left of", PEN_FAR),
+                                                    ("far from", PEN_FAR), ("above", PEN_NEAR)])
+def test_directional_relations_choose_by_geometry(relation: str, expected: Rect) -> None:
+    result = _pens(relation, [0.1, 0.1, 0.9], [0.8, 0.95, 0.1])
+    assert isinstance(result, Detection)
+    assert result.box_xyxy == box(expected), relation
+
+
+def test_no_candidate_in_the_relation_is_not_found_saying_so() -> None:
+    result = _pens("under", [0.1, 0.1, 0.9])
+    assert isinstance(result, NotFound)
+    assert result.reason == "no 'pen' is under the 'book'"
+
+
+def test_an_anchor_that_is_not_found_makes_the_answer_not_found_naming_it() -> None:
+    result = _pens("next to", [0.1, 0.1, 0.3])
+    assert isinstance(result, NotFound)
+    assert "the anchor 'book' was not found" in result.reason and "0.30, below min_score 0.50" in result.reason
+
+
+def test_a_relation_that_cannot_be_resolved_is_reported_not_dropped() -> None:
+    masks, boxes = scene(PEN_FAR, PEN_NEAR)
+    result = select(masks, boxes, np.array([0.3, 0.2]), np.array([0.9, 0.8]),
+                    Target("pen", relation="between", anchor="book"), min_score=0.5)
+    assert isinstance(result, Detection)
+    assert result.notes and "'between'" in result.notes[0] and "not applied" in result.notes[0]
+    assert "not applied" in summary(result, 0.1)
+
+
+def test_relation_geometry() -> None:
+    a = np.array([0.0, 0.0, 10.0, 10.0])
+    assert relations.gap(a, np.array([12.0, 0.0, 20.0, 10.0])) == 2.0
+    assert relations.gap(a, np.array([5.0, 5.0, 20.0, 20.0])) == 0.0
+    assert relations.fit("on", np.array([2.0, 2.0, 6.0, 6.0]), a) == -1.0
+    assert relations.fit("on", np.array([8.0, 8.0, 20.0, 20.0]), a) is None
+    with pytest.raises(ValueError, match="'between' is not resolved"):
+        relations.fit("between", a, a)
+
+
+# --- 5. explicit parts -----------------------------------------------------------------------------------------------
+
+MARKER: Rect = (20, 40, 120, 60)
+CAP: Rect = (95, 40, 120, 60)  # inside the marker
+OTHER_CAP: Rect = (130, 70, 150, 90)  # a cap of something else, scoring higher for "cap of marker"
+
+
+def test_the_cap_of_the_marker_is_the_cap_inside_the_marker_not_the_whole_marker() -> None:
+    masks, boxes = scene(MARKER, CAP, OTHER_CAP)
+    conf = np.array([0.7, 0.75, 0.8])
+    result = select(masks, boxes, np.array([0.30, 0.299, 0.31]), conf, Target("cap of marker"), min_score=0.5,
+                    whole=scores("marker", [0.95, 0.2, 0.1]))
+    assert isinstance(result, Detection)
+    assert result.box_xyxy == box(CAP)  # whole-over-parts would give MARKER; the best "cap" alone OTHER_CAP
+
+
+def test_a_part_of_a_whole_that_is_not_found_is_not_found() -> None:
+    masks, boxes = scene(MARKER, CAP)
+    result = select(masks, boxes, np.array([0.3, 0.3]), np.array([0.7, 0.75]), Target("cap of marker"),
+                    min_score=0.5, whole=scores("marker", [0.2, 0.1]))
+    assert isinstance(result, NotFound)
+    assert "the 'marker' that 'cap of marker' belongs to was not found" in result.reason
+
+
+def test_part_requests_are_recognised_by_their_part_noun() -> None:
+    assert vocabulary.part_request("cap of marker") == ("cap", "marker")
+    assert vocabulary.part_request("head of the screwdriver") == ("head", "screwdriver")
+    assert vocabulary.part_request("bottle of water") is None
+    assert vocabulary.part_request("mug") is None
+
+
+# --- 7. the answer says what was not used ----------------------------------------------------------------------------
+
+
+def test_a_spatial_word_overruled_by_a_relation_is_reported() -> None:
+    masks, boxes = scene(PEN_FAR, PEN_NEAR, BOOK)
+    conf = np.array([0.95, 0.8, 0.1])
+    result = select(masks, boxes, conf * 0.3, conf, Target("pen", spatial="left", relation="next to",
+                    anchor="book"), min_score=0.5, anchor=scores("book", [0.1, 0.1, 0.9]))
+    assert isinstance(result, Detection)
+    assert result.box_xyxy == box(PEN_NEAR)
+    assert any("'left' was not applied" in note for note in result.notes)
+    assert Detection("pen", (0.0, 0.0, 1.0, 1.0), 0.9, None, notes=["x"]).to_dict()["notes"] == ["x"]
