@@ -316,3 +316,124 @@ def test_background_phrases_are_generic_and_distinct() -> None:
     assert "background" in BACKGROUND_PHRASES
     # The prompt templates bring the article: "a photo of a {}." must not become "a photo of a a table.".
     assert not [p for p in BACKGROUND_PHRASES if p.split()[0] in ("a", "an", "the")]
+
+
+# --- corners and ordinals -----------------------------------------------------------------------------------------
+
+
+def pick(rects: list[Rect], conf: list[float], spatial: str, ordinal: int = 1,
+         phrase: str = "cup") -> Detection | NotFound:
+    masks, boxes = scene(*rects)
+    return select(masks, boxes, np.array(conf) * 0.3, np.array(conf),
+                  Target(phrase, spatial=spatial, ordinal=ordinal), min_score=0.5)
+
+
+CORNERS: dict[str, Rect] = {
+    "top left": (5, 5, 15, 15),
+    "top right": (85, 5, 95, 15),
+    "bottom left": (5, 85, 15, 95),
+    "bottom right": (85, 85, 95, 95),
+}
+MIDDLE: Rect = (45, 45, 55, 55)
+
+
+@pytest.mark.parametrize("corner", list(CORNERS))
+def test_corner_picks_the_region_in_that_corner(corner: str) -> None:
+    rects = [*CORNERS.values(), MIDDLE]
+    for conf in ([0.9, 0.8, 0.7, 0.6, 0.95], [0.6, 0.7, 0.8, 0.9, 0.95]):  # confidence does not decide
+        result = pick(rects, conf, corner)
+        assert isinstance(result, Detection)
+        assert result.box_xyxy == box(CORNERS[corner])
+
+
+def test_corner_ranks_by_the_sum_of_normalised_positions() -> None:
+    low_left: Rect = (0, 70, 10, 80)  # the leftmost, but low: x/W + y/H = 0.05 + 0.75 = 0.80
+    high_right: Rect = (85, 0, 95, 10)  # the highest, but right: 0.90 + 0.05 = 0.95
+    up_and_left: Rect = (30, 30, 40, 40)  # neither, but towards both: 0.35 + 0.35 = 0.70
+    rects, conf = [low_left, high_right, up_and_left], [0.9, 0.8, 0.7]
+    assert pick(rects, conf, "left").box_xyxy == box(low_left)
+    assert pick(rects, conf, "top").box_xyxy == box(high_right)
+    assert pick(rects, conf, "top left").box_xyxy == box(up_and_left)
+
+
+def test_corner_uses_image_size_not_pixels() -> None:
+    # A wide frame: 10 px of x weigh less than 10 px of y.
+    masks = np.zeros((2, 50, 200), dtype=bool)
+    rects: list[Rect] = [(20, 30, 30, 40), (40, 10, 50, 20)]  # keys 0.125 + 0.7 = 0.825 and 0.225 + 0.3 = 0.525
+    for k, (x0, y0, x1, y1) in enumerate(rects):
+        masks[k, y0:y1, x0:x1] = True
+    result = select(masks, np.array(rects, dtype=np.float64), np.array([0.3, 0.3]), np.array([0.9, 0.8]),
+                    Target("cup", spatial="top left"), min_score=0.5)
+    assert result.box_xyxy == box(rects[1])
+
+
+ROW: list[Rect] = [(10, 40, 20, 50), (40, 40, 50, 50), (70, 40, 80, 50)]  # three cups, left to right
+ROW_CONF = [0.7, 0.9, 0.8]
+
+
+@pytest.mark.parametrize(
+    ("spatial", "ordinal", "expected"),
+    [
+        ("left", 1, 0),
+        ("left", 2, 1),
+        ("left", 3, 2),
+        ("left", -1, 2),  # the last counted from the left: the rightmost
+        ("left", -2, 1),
+        ("left", -3, 0),
+        ("right", 1, 2),
+        ("right", 2, 1),
+        ("right", -1, 0),
+    ],
+)
+def test_ordinal_counts_along_the_qualifier(spatial: str, ordinal: int, expected: int) -> None:
+    result = pick(ROW, ROW_CONF, spatial, ordinal)
+    assert isinstance(result, Detection)
+    assert result.box_xyxy == box(ROW[expected])
+    assert result.score == ROW_CONF[expected]
+
+
+def test_ordinal_by_size_and_in_a_corner() -> None:
+    small: Rect = (10, 10, 20, 20)
+    medium: Rect = (40, 10, 55, 25)
+    large: Rect = (70, 10, 90, 30)
+    assert pick([small, medium, large], [0.7, 0.8, 0.9], "biggest", 2).box_xyxy == box(medium)
+    assert pick([small, medium, large], [0.7, 0.8, 0.9], "smallest", -1).box_xyxy == box(large)
+    near_middle: Rect = (40, 40, 50, 50)  # 0.45 + 0.45: after the top left corner (0.2), before the others (1.0)
+    rects = [*CORNERS.values(), near_middle]
+    assert pick(rects, [0.9] * 5, "top left", 2).box_xyxy == box(near_middle)
+
+
+def test_ordinal_ignores_regions_that_are_not_plausible() -> None:
+    far_left: Rect = (0, 0, 8, 8)  # below min_score: not a cup, so not the first from the left
+    result = pick([far_left, *ROW], [0.2, *ROW_CONF], "left", 2)
+    assert result.box_xyxy == box(ROW[1])
+
+
+def test_last_with_tied_positions_goes_to_the_more_confident() -> None:
+    upper: Rect = (70, 10, 80, 20)
+    lower: Rect = (70, 60, 80, 70)  # same centre x as upper, both the rightmost
+    assert pick([ROW[0], upper, lower], [0.9, 0.6, 0.8], "left", -1).box_xyxy == box(lower)
+    assert pick([ROW[0], upper, lower], [0.9, 0.8, 0.6], "left", -1).box_xyxy == box(upper)
+
+
+@pytest.mark.parametrize(
+    ("spatial", "ordinal", "reason"),
+    [
+        ("left", 4, "asked for the 4th 'cup' from the left but only 3 were found"),
+        ("right", 5, "asked for the 5th 'cup' from the right but only 3 were found"),
+        ("top left", 4, "asked for the 4th 'cup' from the top left but only 3 were found"),
+        ("left", -4, "asked for the 4th-to-last 'cup' from the left but only 3 were found"),
+        ("biggest", 4, "asked for the 4th 'cup' counting from the biggest but only 3 were found"),
+    ],
+)
+def test_too_few_for_the_ordinal_is_not_found(spatial: str, ordinal: int, reason: str) -> None:
+    result = pick(ROW, ROW_CONF, spatial, ordinal)
+    assert isinstance(result, NotFound)
+    assert result.reason == reason
+    assert result.best is not None and result.best.box_xyxy == box(ROW[1])  # the most confident, for reference
+
+
+def test_too_few_says_was_for_one() -> None:
+    result = pick([ROW[0], ROW[1]], [0.9, 0.2], "left", 2)
+    assert isinstance(result, NotFound)
+    assert result.reason == "asked for the 2nd 'cup' from the left but only 1 was found"

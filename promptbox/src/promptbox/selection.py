@@ -123,7 +123,11 @@ def select(
         if target.relation is not None and anchor is not None:
             notes.append(f"spatial word {target.spatial!r} was not applied: the relation chose among the candidates")
         else:
-            chosen = _by_spatial(target.spatial, plausible, regions, boxes, conf)
+            picked = _by_spatial(target, plausible, regions, boxes, conf)
+            if picked is None:
+                miss = _too_few(target, len(plausible))
+            else:
+                chosen = picked
 
     alternatives = _candidates([i for i in np.argsort(-conf, kind="stable") if i != chosen][:top_k], boxes, sim, conf)
     if miss is not None or conf[chosen] < min_score:
@@ -265,12 +269,36 @@ def _by_relation(
     return min(scored)[2], None
 
 
-def _by_spatial(spatial: str, plausible: list[int], regions: _Regions, boxes: np.ndarray, conf: np.ndarray) -> int:
-    """The plausible region that best fits the qualifier; ties go to the more confident region."""
+def _by_spatial(
+    target: Target, plausible: list[int], regions: _Regions, boxes: np.ndarray, conf: np.ndarray
+) -> int | None:
+    """The plausible region at `target.ordinal` in the order of `target.spatial` (1 the first, 2 the second, -1 the
+    last); None when fewer plausible regions exist than the ordinal asks for. Ties go to the more confident region.
+
+    A corner ("top left") orders by the sum of the box centre's coordinates, each normalised by the image size and
+    signed towards its side: a diagonal line sweeping in from that corner meets the regions in this order, so a
+    region moderately far towards both sides can come before one at the very edge of only one.
+    """
+    key = _spatial_key(target.spatial, plausible, regions, boxes)
+    n = target.ordinal
+    if abs(n) > len(plausible):
+        return None
+    # "the last" counts from the other end, where ties still go to the more confident region.
+    order = np.lexsort((-conf[plausible], key if n > 0 else -key))  # last key is primary
+    return plausible[int(order[abs(n) - 1])]
+
+
+def _spatial_key(spatial: str, plausible: list[int], regions: _Regions, boxes: np.ndarray) -> np.ndarray:
+    """(len(plausible),) sort key for the qualifier: lowest first."""
     b = boxes[plausible]
     cx = (b[:, 0] + b[:, 2]) / 2
     cy = (b[:, 1] + b[:, 3]) / 2
     height, width = regions.masks.shape[1:]
+    words = spatial.split()
+    if len(words) == 2:  # Target has checked the pair: a top/bottom, then a left/right
+        vertical, horizontal = words
+        return ((1 if vertical == "top" else -1) * cy / height
+                + (1 if horizontal == "left" else -1) * cx / width)
     keys = {
         "left": cx,
         "right": -cx,
@@ -283,9 +311,26 @@ def _by_spatial(spatial: str, plausible: list[int], regions: _Regions, boxes: np
         "nearest": -b[:, 3],
         "farthest": b[:, 3],
     }
-    key = keys[spatial]  # Target has already checked spatial against SPATIAL_WORDS
-    order = np.lexsort((-conf[plausible], key))  # last key is primary
-    return plausible[int(order[0])]
+    return keys[spatial]  # Target has already checked spatial against SPATIAL_WORDS
+
+
+# Where "the 3rd cup ..." counts from, for the reason when there are fewer.
+_COUNTED = {"center": "from the centre", "nearest": "counting from the nearest",
+            "farthest": "counting from the farthest", "biggest": "counting from the biggest",
+            "smallest": "counting from the smallest"}
+
+
+def _too_few(target: Target, found: int) -> str:
+    """"asked for the 3rd 'cup' from the left but only 2 were found"."""
+    n = target.ordinal
+    nth = "last" if n == -1 else f"{_nth(-n)}-to-last" if n < 0 else _nth(n)
+    counted = _COUNTED.get(target.spatial or "", f"from the {target.spatial}")
+    return (f"asked for the {nth} {target.phrase!r} {counted} but only {found} "
+            f"{'was' if found == 1 else 'were'} found")
+
+
+def _nth(n: int) -> str:
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n if n < 20 else n % 10, 'th') }"
 
 
 # --- output -------------------------------------------------------------------------------------------------------
