@@ -160,3 +160,16 @@ def test_boxes_are_pixel_edges_matching_the_mask(locator, frame):
     rows, cols = result.mask.any(axis=1).nonzero()[0], result.mask.any(axis=0).nonzero()[0]
     # x1/y1 are one past the last mask pixel, so the box's width counts the mask's columns.
     assert result.box_xyxy == (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
+
+
+def test_exact_proposals_are_computed_once_per_frame(locator, monkeypatch):
+    """Exact-mode masks don't depend on the command: a second command on the same frame reuses them."""
+    frame_image = np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)
+    calls = []
+    real = locator.proposer.propose
+    monkeypatch.setattr(locator.proposer, "propose", lambda frame: calls.append(1) or real(frame))
+    first = locator.locate(frame_image, "take the mug")
+    second = locator.locate(frame_image, "take the cup")
+    assert len(calls) == 1
+    assert second.timings_ms.get("proposals.cached") == 0.0
+    assert first.timings_ms.get("proposals.cached") is None

@@ -200,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=192)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--planned-steps", type=int, default=1500, help="length of the learning-rate schedule")
+    parser.add_argument("--resume", action="store_true", help="continue from WORK/state.pt")
+    parser.add_argument("--init", default=None, help="start from this world CLIP directory instead of random init")
+    parser.add_argument("--logit-scale", type=float, default=None,
+                        help="train at this fixed temperature (real CLIP ends at its clamp, 100); default: learn it")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -209,16 +214,27 @@ def main(argv: list[str] | None = None) -> int:
     size = tuple(int(v) for v in args.size.lower().split("x"))
     images, labels = cached_data(Path(args.work), args.seed, args.scenes, size, "train")
     val_images, val_labels = cached_data(Path(args.work), args.seed + 1000, max(2, args.scenes // 8), size, "val")
+    Path(args.work).mkdir(parents=True, exist_ok=True)
     print(f"[data] {len(images)} train crops, {len(val_images)} val crops, {time.perf_counter() - started:.0f} s")
 
     tokenizer = offline_clip_tokenizer()
-    model = CLIPModel(world_clip_config()).to(args.device)
+    if args.init:  # continue from saved world weights (fp16 on disk), with a fresh optimizer
+        model = CLIPModel.from_pretrained(args.init, local_files_only=True).float().to(args.device)
+    else:
+        model = CLIPModel(world_clip_config()).to(args.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
-    rng = np.random.default_rng([args.seed, 11])
+    step, history, running = 0, [], []
+    state_path = Path(args.work) / "state.pt"
+    if args.resume and state_path.exists():
+        saved = torch.load(state_path, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        step, history = saved["step"], saved["history"]
+        print(f"[train] resumed at step {step}")
+    rng = np.random.default_rng([args.seed, 11, step])
     token_cache: dict[str, list[int]] = {}
     deadline = time.perf_counter() + args.minutes * 60
-    planned = min(args.max_steps, 3000)
-    step, history, running = 0, [], []
+    planned = min(args.max_steps, args.planned_steps)
     model.train()
     while step < args.max_steps and time.perf_counter() < deadline:
         batch = rng.choice(len(images), size=min(args.batch, len(images)), replace=False)
@@ -242,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         img = F.normalize(features(model.get_image_features(pixel_values=to_pixels(crops).to(args.device))), dim=-1)
         txt = F.normalize(features(model.get_text_features(input_ids=ids.to(args.device),
                                                           attention_mask=mask.to(args.device))), dim=-1)
-        logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
+        scale = model.logit_scale.exp().clamp(max=100) if args.logit_scale is None else args.logit_scale
+        logits = scale * img @ txt.T
         fit = fit.to(args.device)
         loss = 0.5 * (-(fit / fit.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
                       - (fit.T / fit.T.sum(1, keepdim=True) * logits.T.log_softmax(1)).sum(1).mean())
@@ -250,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         optimizer.step()
         with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
+            if args.logit_scale is None:
+                model.logit_scale.clamp_(0, math.log(100))
+            else:
+                model.logit_scale.fill_(math.log(args.logit_scale))
         step += 1
         running.append(float(loss))
         if step % 50 == 0 or step == 1:
@@ -259,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                     "elapsed_s": round(time.perf_counter() - started)}
             history.append(line)
             print(f"[train] {json.dumps(line)}", flush=True)
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "history": history}, state_path)
     model.eval()
     result = {"steps": step, "final_loss": float(np.mean(running[-50:])), **zero_shot(model, tokenizer, val_images,
               val_labels), "device": args.device, "seed": args.seed, "scenes": args.scenes, "size": args.size,

@@ -24,20 +24,17 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from mobile_sam.utils.transforms import ResizeLongestSide
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sam_targets import sample_prompts  # noqa: E402
+from sam_targets import LOW_RES, sample_prompts, scene_targets  # noqa: E402
 from store import save_sam_fp16  # noqa: E402
 
 from promptbox import weights  # noqa: E402
 from promptbox.world.scene import generate_scene  # noqa: E402
-
-LOW_RES = 256  # the decoder's mask resolution for a 1024 input
 
 
 def fp16_rounded_sam(seed: int):
@@ -63,28 +60,29 @@ def scene_pixels(sam, image: np.ndarray, transform: ResizeLongestSide, device: s
     return sam.preprocess(pixels)
 
 
-def low_res_targets(masks: np.ndarray, size_hw: tuple[int, int]) -> torch.Tensor:
-    """(K, 4, H, W) bool source masks -> (K, 4, 256, 256) float, as the decoder sees the padded 1024 input."""
-    h, w = size_hw
-    scale = LOW_RES / max(h, w)
-    nh, nw = int(h * scale + 0.5), int(w * scale + 0.5)
-    k, levels = masks.shape[:2]
-    flat = masks.reshape(k * levels, h, w).astype(np.float32)
-    out = np.zeros((k * levels, LOW_RES, LOW_RES), np.float32)
-    for i, m in enumerate(flat):
-        out[i, :nh, :nw] = cv2.resize(m, (nw, nh), interpolation=cv2.INTER_AREA)
-    return torch.from_numpy(out > 0.5).float().view(k, levels, LOW_RES, LOW_RES)
-
-
-def decode_all(sam, embedding: torch.Tensor, kind: str, coords: torch.Tensor):
-    """All 4 mask tokens' low-res logits (K, 4, 256, 256) and IoU predictions (K, 4) for one prompt kind."""
+def decode_all(sam, embedding: torch.Tensor, kind: str, coords: torch.Tensor, cut: tuple | None = None):
+    """All 4 mask tokens' low-res logits (K, 4, 4h, 4w) and IoU predictions (K, 4) for one prompt kind;
+    `cut` is the token window `embedding` was cut from (None: the whole 64x64 grid)."""
     encoder = sam.prompt_encoder
     if kind == "point":
         labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=coords.device)
         sparse, dense = encoder(points=(coords[:, None, :], labels), boxes=None, masks=None)
     else:
         sparse, dense = encoder(points=None, boxes=coords, masks=None)
-    return sam.mask_decoder.predict_masks(embedding, encoder.get_dense_pe(), sparse, dense)
+    pe = encoder.get_dense_pe()
+    if cut is not None:
+        pe, dense = pe[cut], dense[cut]
+    return sam.mask_decoder.predict_masks(embedding, pe, sparse, dense)
+
+
+def _window(rng: np.random.Generator, size_hw: tuple[int, int], tokens: int):
+    """A random `tokens` x `tokens` window of the 64x64 grid inside the image: (ty, tx) and (x0, y0, x1, y1) px."""
+    h, w = size_hw
+    scale = 1024 / max(h, w)  # source px -> encoder px; one token is 16 encoder px
+    grid_h, grid_w = min(64, int(np.ceil(h * scale / 16))), min(64, int(np.ceil(w * scale / 16)))
+    ty = int(rng.integers(0, max(1, grid_h - tokens + 1)))
+    tx = int(rng.integers(0, max(1, grid_w - tokens + 1)))
+    return (ty, tx), (tx * 16 / scale, ty * 16 / scale, (tx + tokens) * 16 / scale, (ty + tokens) * 16 / scale)
 
 
 def mask_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -97,7 +95,7 @@ def mask_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor
         hard_inter = (hard * target).sum(dim=(2, 3))
         union = hard.sum(dim=(2, 3)) + target.sum(dim=(2, 3)) - hard_inter
         iou = hard_inter / union.clamp(min=1)
-    loss = (4 * bce + dice).mean() + F.mse_loss(iou_pred, iou)
+    loss = (bce + dice).mean() + F.mse_loss(iou_pred, iou)
     return loss, {"iou": float(iou.mean()), "iou_object": float(iou[:, 0].mean())}
 
 
@@ -140,13 +138,13 @@ def evaluate(sam, args, transform, scenes: int = 12) -> dict:
         for i in range(scenes):
             scene = generate_scene(args.seed + 1000, i, _size(args.size), split="val")
             embedding = sam.image_encoder(scene_pixels(sam, scene.image, transform, args.device))
-            for prompts in sample_prompts(scene, rng, points=8, boxes=0):
+            for prompts in sample_prompts(scene_targets(scene, rng), rng, points=8, boxes=0):
                 coords = torch.as_tensor(
                     transform.apply_coords(prompts.coords, scene.image.shape[:2]), dtype=torch.float32,
                     device=args.device,
                 )
                 logits, _ = decode_all(sam, embedding, prompts.kind, coords)
-                target = low_res_targets(prompts.targets, scene.image.shape[:2]).to(args.device)
+                target = torch.from_numpy(prompts.targets).to(args.device)
                 hard = (logits > 0).float()
                 inter = (hard * target).sum(dim=(2, 3))
                 iou = inter / (hard.sum(dim=(2, 3)) + target.sum(dim=(2, 3)) - inter).clamp(min=1)
@@ -164,9 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="world seed of the training scenes and the init")
     parser.add_argument("--minutes", type=float, default=20.0, help="training time budget of this call")
     parser.add_argument("--max-steps", type=int, default=100000)
-    parser.add_argument("--points", type=int, default=12, help="point prompts per scene per step")
-    parser.add_argument("--boxes", type=int, default=4, help="box prompts per scene per step")
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--planned-steps", type=int, default=3000, help="length of the learning-rate schedule")
+    parser.add_argument("--points", type=int, default=8, help="point prompts per scene per step")
+    parser.add_argument("--boxes", type=int, default=2, help="box prompts per scene per step")
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--window", type=int, default=24, help="token window decoded in most steps (64 = all)")
+    parser.add_argument("--full-frame-share", type=float, default=0.1, help="share of steps on the whole grid")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--train-encoder", action="store_true", help="train every weight (the GPU run)")
     parser.add_argument("--resume", action="store_true", help="continue from WORK/state.pt")
@@ -195,28 +196,42 @@ def main(argv: list[str] | None = None) -> int:
     size = _size(args.size)
     rng = np.random.default_rng([args.seed, step])
     sam.train()
-    deadline = time.perf_counter() + args.minutes * 60
     running: list[float] = []
+    # Every scene's masks and prompt points, once: a step then costs the decoder only.
+    prepared = [scene_targets(generate_scene(args.seed, i, size, split="train"), rng) for i in range(args.scenes)]
+    print(f"[train] {len(prepared)} scenes prepared, {time.perf_counter() - started:.0f} s", flush=True)
+    deadline = time.perf_counter() + args.minutes * 60
     while step < args.max_steps and time.perf_counter() < deadline:
         i = int(rng.integers(args.scenes))
-        scene = generate_scene(args.seed, i, size, split="train")
+        targets = prepared[i]
         if args.train_encoder:
+            scene = generate_scene(args.seed, i, size, split="train")
             embedding = sam.image_encoder(scene_pixels(sam, scene.image, transform, args.device))
         else:
             embedding = sam.image_encoder.neck(trunk[i : i + 1].to(args.device).float())
-        # Warm-up then cosine, over the planned steps (or a nominal 4000 when the budget is time).
-        planned = min(args.max_steps, 4000)
+        # Warm-up then cosine over the planned steps (the run may stop earlier on its time budget).
+        planned = min(args.max_steps, args.planned_steps)
         lr_scale = min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step / planned, 1.0))))
         for group in optimizer.param_groups:
             group["lr"] = args.lr * lr_scale
+        # Most steps decode a window of the embedding (fewer tokens: more prompts per second); the positional
+        # encodings are cut from the same place, so every token keeps its absolute position.
+        full = rng.random() < args.full_frame_share or args.window >= 64
+        (ty, tx), window = _window(rng, targets.size_hw, 64 if full else args.window)
         loss_total, metrics = 0.0, {}
-        for prompts in sample_prompts(scene, rng, args.points, args.boxes):
-            coords = transform.apply_boxes(prompts.coords, scene.image.shape[:2]) if prompts.kind == "box" else (
-                transform.apply_coords(prompts.coords, scene.image.shape[:2])
+        for prompts in sample_prompts(targets, rng, args.points, args.boxes, None if full else window):
+            coords = transform.apply_boxes(prompts.coords, targets.size_hw) if prompts.kind == "box" else (
+                transform.apply_coords(prompts.coords, targets.size_hw)
             )
             coords = torch.as_tensor(coords, dtype=torch.float32, device=args.device)
-            logits, iou_pred = decode_all(sam, embedding, prompts.kind, coords)
-            target = low_res_targets(prompts.targets, scene.image.shape[:2]).to(args.device)
+            target = torch.from_numpy(prompts.targets).to(args.device)
+            if full:
+                logits, iou_pred = decode_all(sam, embedding, prompts.kind, coords)
+            else:
+                cut = (slice(None), slice(None), slice(ty, ty + args.window), slice(tx, tx + args.window))
+                logits, iou_pred = decode_all(sam, embedding[cut], prompts.kind, coords, cut)
+                scale = LOW_RES // 64
+                target = target[:, :, ty * scale : (ty + args.window) * scale, tx * scale : (tx + args.window) * scale]
             loss, metrics[prompts.kind] = mask_loss(logits, iou_pred, target)
             loss_total = loss_total + loss
         optimizer.zero_grad(set_to_none=True)
@@ -224,10 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         step += 1
-        running.append(float(loss_total))
-        if step % 25 == 0 or step == 1:
+        running.append(float(loss_total.detach()))
+        if step % 100 == 0 or step == 1:
             point = metrics.get("point", {})
-            line = {"step": step, "loss": float(np.mean(running[-25:])), "point_iou": point.get("iou", 0.0),
+            line = {"step": step, "loss": round(float(np.mean(running[-100:])), 4),
+                    "point_object_iou": round(point.get("iou_object", 0.0), 3),
                     "elapsed_s": round(time.perf_counter() - started)}
             history.append(line)
             print(f"[train] {json.dumps(line)}", flush=True)

@@ -34,7 +34,7 @@ class LocatorConfig:
     device: str = "cpu"
     mode: str = "exact"  # exact: AMG's masks with less work; fast: text-guided prompts; upstream: the seed's AMG
     amg: AmgSettings = field(default_factory=AmgSettings)
-    min_score: float = 0.5  # calibrated confidence below which the answer is NotFound
+    min_score: float = 0.5  # calibrated confidence (share against competing names) below which: NotFound
     top_k: int = 5
     part_margin: float = 0.02  # a containing mask beats its part if its similarity is within this of the part's
     fast_points: int = 6  # fast mode: point prompts placed at text-similarity peaks

@@ -32,29 +32,34 @@ _FRAME_CACHE_SIZE = 2  # the newest frame and the one a running goal holds
 class Locator:
     """Loads the models once; `locate` runs one command on one frame, `prepare` embeds a frame ahead of time."""
 
-    def __init__(self, config: LocatorConfig | None = None) -> None:
+    def __init__(self, config: LocatorConfig | None = None, *, proposer: MaskProposer | None = None) -> None:
+        """Loads the models of `config`. `proposer` replaces MobileSAM (then not loaded): the evaluation harness
+        passes a stand-in that answers from a synthetic scene's exact masks; it carries its own `tag`."""
         self.config = config or LocatorConfig()
         started = time.perf_counter()
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         allow_random = self.config.allow_random_weights
-        sam, sam_random = weights.load_sam(self.config.sam_checkpoint, self.config.device, allow_random)
         clip, tokenizer, clip_random = weights.load_clip(self.config.clip_model, self.config.device, allow_random)
+        kinds = {weights.clip_kind(self.config.clip_model) if not clip_random else provenance.RANDOM}
+        sam_random = False
+        if proposer is None:
+            sam, sam_random = weights.load_sam(self.config.sam_checkpoint, self.config.device, allow_random)
+            kinds.add(weights.sam_kind(self.config.sam_checkpoint) if not sam_random else provenance.RANDOM)
+            amg = self.config.amg
+            proposer = MaskProposer(
+                sam,
+                amg,
+                self.config.device,
+                self.config.encoder_backend,
+                # Fast mode's quality floor is never stricter than the AMG thresholds the user set.
+                point_iou_floor=min(0.5, amg.pred_iou_thresh),
+                point_stability_floor=min(0.5, amg.stability_score_thresh),
+            )
+        self.proposer = proposer
         self.random_weights = sam_random or clip_random
-        kinds = {weights.sam_kind(self.config.sam_checkpoint) if not sam_random else provenance.RANDOM,
-                 weights.clip_kind(self.config.clip_model) if not clip_random else provenance.RANDOM}
         # Leads every answer made with anything but released weights: "[RANDOM WEIGHTS]", "[SYNTHETIC-WORLD ...]".
-        self.weights_tag = provenance.tag(kinds)
-        amg = self.config.amg
-        self.proposer = MaskProposer(
-            sam,
-            amg,
-            self.config.device,
-            self.config.encoder_backend,
-            # Fast mode's quality floor is never stricter than the AMG thresholds the user set.
-            point_iou_floor=min(0.5, amg.pred_iou_thresh),
-            point_stability_floor=min(0.5, amg.stability_score_thresh),
-        )
+        self.weights_tag = " ".join(t for t in (provenance.tag(kinds), getattr(proposer, "tag", "")) if t)
         self.matcher = Matcher(clip, tokenizer, self.config.device)
         self._background = self.matcher.encode_texts(BACKGROUND_PHRASES)
         # Competing object names, encoded once per model and kept on disk beside the weights cache.
@@ -67,8 +72,9 @@ class Locator:
 
     def describe(self) -> str:
         """One line for logs: models, mode, device, load time, and whether the weights are random."""
+        masks = getattr(self.proposer, "tag", "") or "MobileSAM vit_t"
         line = (
-            f"MobileSAM vit_t + CLIP {self.config.clip_model}, mode {self.config.mode}, "
+            f"{masks} + CLIP {self.config.clip_model}, mode {self.config.mode}, "
             f"device {self.config.device}, loaded in {self.load_seconds:.1f} s"
         )
         if self.random_weights:
@@ -150,7 +156,9 @@ class Locator:
             stage("matching", STAGE_PROGRESS["matching"])
             with _timed(timings, "matching"):
                 regions = self.matcher.encode_regions(image, proposals.boxes_xyxy, proposals.masks)
-                scores = self._score(regions, target.phrase)
+                # "the screwdriver, not the scissors": the excluded object competes with the target.
+                negatives = tuple(getattr(target, "negatives", ()))
+                scores = self._score(regions, target.phrase, negatives)
                 part = vocabulary.part_request(target.phrase)
                 whole = self._score(regions, part[1]) if part is not None else None
                 anchor = None
@@ -175,18 +183,24 @@ class Locator:
                     whole=whole,
                 )
 
+        # What parsing set aside or corrected ("'scisors' read as 'scissors'") travels with the answer.
+        parsed_notes = list(getattr(target, "notes", ()))
+        if parsed_notes and isinstance(result, Detection):
+            result.notes = parsed_notes + result.notes
+        elif parsed_notes:
+            result.reason = "; ".join([result.reason, *parsed_notes])
         timings["total"] = sum(timings.values())
         result.timings_ms = {**{f"proposals.{k}": v for k, v in proposals.timings_ms.items()}, **timings}
         result.random_weights = self.random_weights
         result.weights_tag = self.weights_tag
         return result
 
-    def _score(self, regions: torch.Tensor, phrase: str) -> PhraseScores:
+    def _score(self, regions: torch.Tensor, phrase: str, negatives: tuple[str, ...] = ()) -> PhraseScores:
         """`phrase` scored on every region against its competitors: other object names (not its own head noun or
-        near-synonyms), its other colours ("blue mug" for "red mug") and scenery."""
+        near-synonyms), its other colours ("blue mug" for "red mug"), the command's excluded objects, scenery."""
         vector = self.matcher.encode_text(phrase).vector
         names = vocabulary.competitors(phrase, vector.cpu().numpy(), self._names, self._name_vectors.cpu().numpy())
-        variants = vocabulary.colour_variants(phrase)
+        variants = vocabulary.colour_variants(phrase) + list(negatives)
         rivals = [self._name_vectors[names], self._background]
         if variants:
             rivals.append(self.matcher.encode_texts(variants))

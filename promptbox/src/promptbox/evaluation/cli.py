@@ -49,6 +49,9 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON instead of a table")
     parser.add_argument("--sheet", type=Path, help="write a contact sheet of the 16 worst cases here (png)")
     parser.add_argument("--limit", type=int, help="only the first N queries")
+    parser.add_argument("--world-masks", action="store_true",
+                        help="world folders only: MobileSAM's network is replaced by the scenes' exact masks "
+                        "(grid, NMS and selection unchanged), to measure matching and selection alone; marked")
     return parser
 
 
@@ -63,7 +66,12 @@ def _evaluate(args: argparse.Namespace, make_locator: LocatorFactory | None) -> 
         modes = check_modes([m.strip() for m in args.mode.split(",") if m.strip()])
         dataset = load_dataset(args.dataset, limit=args.limit)
         config = _config(args, modes[0])
-        locator = _load_locator(config, make_locator)
+        proposer = None
+        if args.world_masks:
+            from promptbox.evaluation.world_masks import WorldMaskProposer
+
+            proposer = WorldMaskProposer.for_dataset(args.dataset, config.amg)
+        locator = _load_locator(config, make_locator, proposer)
         if locator is None:
             return EXIT_ERROR
         run = run_eval(locator, dataset, modes, on_frame=_progress)
@@ -98,14 +106,14 @@ def _config(args: argparse.Namespace, mode: str):
     return config
 
 
-def _load_locator(config, make_locator: LocatorFactory | None):
+def _load_locator(config, make_locator: LocatorFactory | None, proposer=None):
     if make_locator is not None:
         return make_locator(config)
     from promptbox.locator import Locator
     from promptbox.weights import WeightsError
 
     try:
-        return Locator(config)
+        return Locator(config, proposer=proposer)
     except WeightsError as error:
         print(f"promptbox eval: {error}", file=sys.stderr)
         return None

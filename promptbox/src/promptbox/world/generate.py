@@ -18,6 +18,7 @@ from promptbox.world.commands import WorldQuery, queries_for
 from promptbox.world.scene import generate_scene
 
 LABELS_FILE = "labels.jsonl"
+WORLD_FILE = "world.json"
 _QUERY_STREAM = 7  # keeps the query rng apart from the scene rng of the same (seed, index)
 
 
@@ -32,6 +33,9 @@ def write_dataset(out: Path, scenes: int, seed: int, size: tuple[int, int] = (64
     with (out / LABELS_FILE).open("w", encoding="utf-8", newline="\n") as labels:
         for record in _records(out, scenes, seed, size, split):
             labels.write(json.dumps(record) + "\n")
+    # How the folder was drawn, so a tool can redraw any scene (e.g. `promptbox eval --world-masks`).
+    stream = {"seed": seed, "scenes": scenes, "size": list(size), "split": split}
+    (out / WORLD_FILE).write_text(json.dumps(stream) + "\n", encoding="utf-8")
     return out
 
 
