@@ -186,8 +186,8 @@ RULES = [
     ("the top-left one", {"phrase": "object", "spatial": "top left"}),
     # a second qualifier that cannot combine is noted, not silently dropped
     ("the biggest cup on the left", {"phrase": "cup", "spatial": "biggest", "notes": (
-        "'left' not applied: one position word is used, or a top/bottom with a left/right ('top left'); "
-        "'biggest' was",)}),
+        "'left' not applied: 'biggest' was, and only one position word is used (or a top/bottom with a left/right, "
+        "as in 'top left')",)}),
     # ordinals
     ("pick the second cup from the left", {"phrase": "cup", "spatial": "left", "ordinal": 2}),
     ("the last cup on the left", {"phrase": "cup", "spatial": "left", "ordinal": -1}),

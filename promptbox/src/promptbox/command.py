@@ -111,8 +111,8 @@ def parse(command: str) -> Target:
     anchor_part = _clean(scan.anchor)
     spatial, set_aside = _combine(scan.spatials)
     if set_aside:
-        notes.append(f"{_quoted(set_aside)} not applied: one position word is used, or a top/bottom with a "
-                     f"left/right ('top left'); {spatial!r} was")
+        notes.append(f"{_quoted(set_aside)} not applied: {spatial!r} was, and only one position word is used (or a "
+                     f"top/bottom with a left/right, as in 'top left')")
     ordinal = 1
     if scan.ordinal is not None:
         value, words = scan.ordinal
