@@ -31,9 +31,10 @@ def draw(image_rgb: np.ndarray, result: Detection | NotFound, *, show_mask: bool
             _label(canvas, f"not found: {result.phrase} {result.best.score:.2f}", result.best.box_xyxy, _MISSING)
         else:
             _label(canvas, f"not found: {result.phrase}", (0, 0, 0, 0), _MISSING)
-    if result.random_weights:
-        # Outputs made with random-init models must never pass for real ones.
-        _label(canvas, "RANDOM WEIGHTS", (0, canvas.shape[0] - 1, 0, 0), _MISSING)
+    tag = result.weights_tag or ("[RANDOM WEIGHTS]" if result.random_weights else "")
+    if tag:
+        # Outputs made with random-init or synthetic-world models must never pass for real ones.
+        _label(canvas, tag.replace("[", "").replace("]", ""), (0, canvas.shape[0] - 1, 0, 0), _MISSING)
     return canvas
 
 

@@ -60,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use random-init models where checkpoints are missing (plumbing checks only; results are marked)",
     )
+    locate.add_argument(
+        "--world-masks",
+        type=Path,
+        metavar="WORLD_FOLDER",
+        help="IMAGE is a scene of this `promptbox world generate` folder: its exact masks stand in for MobileSAM's "
+        "network (world demos while world MobileSAM weights don't exist; marked)",
+    )
     locate.set_defaults(run=_run_locate)
 
     weights_cmd = sub.add_parser("weights", help="check or fetch the model checkpoints")
@@ -114,7 +121,12 @@ def _run_locate(args: argparse.Namespace) -> int:
         ).with_overrides(**overrides)
         if args.min_score is not None:
             config = config.with_overrides(min_score=args.min_score)
-        locator = Locator(config)
+        proposer = None
+        if args.world_masks is not None:
+            from promptbox.evaluation.world_masks import WorldMaskProposer
+
+            proposer = WorldMaskProposer.for_dataset(args.world_masks, config.amg)
+        locator = Locator(config, proposer=proposer)
         result = locator.locate(image, args.text)
     except WeightsError as error:
         print(f"promptbox: {error}", file=sys.stderr)

@@ -40,12 +40,14 @@ class Locator:
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         allow_random = self.config.allow_random_weights
-        clip, tokenizer, clip_random = weights.load_clip(self.config.clip_model, self.config.device, allow_random)
-        kinds = {weights.clip_kind(self.config.clip_model) if not clip_random else provenance.RANDOM}
+        kinds: set[str | None] = set()
         sam_random = False
-        if proposer is None:
+        if proposer is None:  # MobileSAM first: a missing mobile_sam.pt is the commonest first-run problem
             sam, sam_random = weights.load_sam(self.config.sam_checkpoint, self.config.device, allow_random)
             kinds.add(weights.sam_kind(self.config.sam_checkpoint) if not sam_random else provenance.RANDOM)
+        clip, tokenizer, clip_random = weights.load_clip(self.config.clip_model, self.config.device, allow_random)
+        kinds.add(weights.clip_kind(self.config.clip_model) if not clip_random else provenance.RANDOM)
+        if proposer is None:
             amg = self.config.amg
             proposer = MaskProposer(
                 sam,

@@ -55,7 +55,7 @@ def read(provenance: Path, weights_file: Path) -> str | None:
     return kind
 
 
-def tag(kinds: set[str]) -> str:
+def tag(kinds: set[str | None]) -> str:
     """The tag for a model set: random weights outrank synthetic-world ones; released weights have none."""
     for kind in (RANDOM, SYNTHETIC_WORLD):
         if kind in kinds:
