@@ -179,12 +179,21 @@ def test_the_cap_of_the_marker_is_the_cap_inside_the_marker_not_the_whole_marker
     assert result.box_xyxy == box(CAP)  # whole-over-parts would give MARKER; the best "cap" alone OTHER_CAP
 
 
-def test_a_part_of_a_whole_that_is_not_found_is_not_found() -> None:
+def test_a_part_is_as_found_as_its_whole_and_needs_a_region_inside_it() -> None:
     masks, boxes = scene(MARKER, CAP)
-    result = select(masks, boxes, np.array([0.3, 0.3]), np.array([0.7, 0.75]), Target("cap of marker"),
-                    min_score=0.5, whole=scores("marker", [0.2, 0.1]))
-    assert isinstance(result, NotFound)
-    assert "the 'marker' that 'cap of marker' belongs to was not found" in result.reason
+    # Object names compete with "marker", not with "cap of marker": the whole's confidence is the evidence.
+    found = select(masks, boxes, np.array([0.3, 0.3]), np.array([0.7, 0.3]), Target("cap of marker"),
+                   min_score=0.5, whole=scores("marker", [0.9, 0.1]))
+    assert isinstance(found, Detection) and found.box_xyxy == box(CAP) and found.score == pytest.approx(0.9)
+    missing = select(masks, boxes, np.array([0.3, 0.3]), np.array([0.7, 0.75]), Target("cap of marker"),
+                     min_score=0.5, whole=scores("marker", [0.2, 0.1]))
+    assert isinstance(missing, NotFound)
+    assert "the 'marker' that 'cap of marker' belongs to was not found (best 0.20" in missing.reason
+    apart, apart_boxes = scene(CAP, OTHER_CAP)  # nothing contains anything
+    alone = select(apart, apart_boxes, np.array([0.3, 0.3]), np.array([0.7, 0.8]), Target("cap of marker"),
+                   min_score=0.5, whole=scores("marker", [0.2, 0.1]))
+    assert isinstance(alone, NotFound)
+    assert "no region inside a 'marker' was proposed for 'cap of marker'" in alone.reason
 
 
 def test_part_requests_are_recognised_by_their_part_noun() -> None:

@@ -109,7 +109,11 @@ def select(
     notes: list[str] = []
     miss = None
     if whole is not None:
-        chosen, miss = _part_of_whole(regions, conf, whole, target, min_score)
+        chosen, miss, owner = _part_of_whole(regions, conf, whole, target, min_score)
+        # The evidence for a part is its whole: object names compete with "marker", not with "cap of marker".
+        conf = conf.copy()
+        if owner is not None:
+            conf[chosen] = whole.confidence[owner]
     else:
         chosen = _whole_over_parts(regions, sim, conf, min_score, part_margin)
     plausible = _plausible(regions, boxes, conf, min_score, top1)
@@ -209,17 +213,22 @@ def _whole_over_parts(regions: _Regions, sim: np.ndarray, conf: np.ndarray, min_
 
 def _part_of_whole(
     regions: _Regions, conf: np.ndarray, whole: PhraseScores, target: Target, min_score: float
-) -> tuple[int, str | None]:
-    """An explicit part ("cap of marker"): the most confident region inside the most confident whole."""
-    owner = int(np.argmax(whole.confidence))
+) -> tuple[int, str | None, int | None]:
+    """An explicit part ("cap of marker"): the region inside the most confident whole (among regions with regions
+    inside them) that scores best for the part phrase. Returns (chosen, reason if not found, the whole's index)."""
+    n = len(conf)
+    inside = {j: [i for i in range(n) if i != j and j in regions.containers(i, among=[j])] for j in range(n)}
+    owners = [j for j in range(n) if inside[j]]
+    if not owners:
+        reason = f"no region inside a {whole.phrase!r} was proposed for {target.phrase!r}"
+        return int(np.argmax(conf)), reason, None
+    owner = max(owners, key=lambda j: whole.confidence[j])
+    chosen = max(inside[owner], key=lambda i: conf[i])
     if whole.confidence[owner] < min_score:
         reason = (f"the {whole.phrase!r} that {target.phrase!r} belongs to was not found (best "
                   f"{_below(float(whole.confidence[owner]), min_score)})")
-        return int(np.argmax(conf)), reason
-    inside = [i for i in range(len(conf)) if i != owner and owner in regions.containers(i, among=[owner])]
-    if not inside:
-        return owner, f"found the {whole.phrase!r} but no separate region inside it for {target.phrase!r}"
-    return max(inside, key=lambda i: conf[i]), None
+        return chosen, reason, owner
+    return chosen, None, owner
 
 
 def _plausible(
