@@ -173,3 +173,14 @@ def test_exact_proposals_are_computed_once_per_frame(locator, monkeypatch):
     assert len(calls) == 1
     assert second.timings_ms.get("proposals.cached") == 0.0
     assert first.timings_ms.get("proposals.cached") is None
+
+
+def test_what_parsing_set_aside_or_corrected_reaches_the_answer(locator, frame):
+    corrected = locator.locate(frame, "take the scisors")  # min_score 0 here: every frame has an answer
+    assert corrected.phrase == "scissors"
+    assert "'scisors' read as 'scissors'" in corrected.notes
+    destination = locator.locate(frame, "put the apple in the bowl")
+    assert destination.phrase == "apple"
+    assert any("'in the bowl' is where to put it" in note for note in destination.notes)
+    strict = locator.locate(frame, "put the apple in the bowl", min_score=1.0)
+    assert not strict.found and "'in the bowl' is where to put it" in strict.reason

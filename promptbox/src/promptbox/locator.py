@@ -159,8 +159,7 @@ class Locator:
             with _timed(timings, "matching"):
                 regions = self.matcher.encode_regions(image, proposals.boxes_xyxy, proposals.masks)
                 # "the screwdriver, not the scissors": the excluded object competes with the target.
-                negatives = tuple(getattr(target, "negatives", ()))
-                scores = self._score(regions, target.phrase, negatives)
+                scores = self._score(regions, target.phrase, target.negatives)
                 part = vocabulary.part_request(target.phrase)
                 whole = self._score(regions, part[1]) if part is not None else None
                 anchor = None
@@ -186,7 +185,7 @@ class Locator:
                 )
 
         # What parsing set aside or corrected ("'scisors' read as 'scissors'") travels with the answer.
-        parsed_notes = list(getattr(target, "notes", ()))
+        parsed_notes = list(target.notes)
         if parsed_notes and isinstance(result, Detection):
             result.notes = parsed_notes + result.notes
         elif parsed_notes:
