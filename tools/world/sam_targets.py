@@ -15,35 +15,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from promptbox.world.groups import touching_groups
 from promptbox.world.scene import Scene
 
-GROUP_TOUCH_PX = 3  # objects this close are one group (SAM's third level: "the pile")
 LOW_RES = 256  # the decoder's mask side for a 1024 input
 POINTS_PER_REGION = 64  # interior points kept per region to sample prompts from
-
-
-def groups(scene: Scene) -> list[np.ndarray]:
-    """For each object, the union of the objects it touches (transitively), itself included."""
-    n = len(scene.objects)
-    kernel = np.ones((2 * GROUP_TOUCH_PX + 1,) * 2, np.uint8)
-    grown = [cv2.dilate(o.mask.astype(np.uint8), kernel) > 0 for o in scene.objects]
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in range(n):
-        for j in range(i + 1, n):
-            if (grown[i] & scene.objects[j].mask).any():
-                parent[root(i)] = root(j)
-    unions: dict[int, np.ndarray] = {}
-    for i, obj in enumerate(scene.objects):
-        r = root(i)
-        unions[r] = obj.mask if r not in unions else unions[r] | obj.mask
-    return [unions[root(i)] for i in range(n)]
 
 
 def _interior(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -85,7 +61,7 @@ def scene_targets(scene: Scene, rng: np.random.Generator) -> SceneTargets:
 
     points: list[tuple[np.ndarray, np.ndarray]] = []
     boxes: list[tuple[np.ndarray, int]] = []
-    for obj, group in zip(scene.objects, groups(scene), strict=True):
+    for obj, group in zip(scene.objects, touching_groups(scene), strict=True):
         whole, together = add(obj.mask), add(group)
         points.append((_interior(obj.mask, rng), np.array([whole, whole, whole, together])))
         if len(obj.parts) > 1:

@@ -48,3 +48,20 @@ def save_clip_fp16(model, tokenizer, directory: Path, record: dict) -> Path:
                   "record": record}
     clip_provenance_path(directory).write_text(json.dumps(provenance, indent=1) + "\n")
     return directory
+
+
+def save_state(path: Path, model, optimizer, step: int, history: list) -> None:
+    """A resumable training state: the next call continues with --resume."""
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "history": history}, path)
+
+
+def resume(path: Path, model, optimizer) -> tuple[int, list]:
+    """(step, history) of a saved state, loaded into model and optimizer; (0, []) when there is none."""
+    if not path.exists():
+        return 0, []
+    saved = torch.load(path, weights_only=False)  # our own file: optimizer state holds plain Python objects
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    print(f"[train] resumed at step {saved['step']}")
+    return saved["step"], saved["history"]

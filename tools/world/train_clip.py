@@ -28,7 +28,7 @@ from transformers import CLIPConfig, CLIPModel
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from store import save_clip_fp16  # noqa: E402
+from store import resume, save_clip_fp16, save_state  # noqa: E402
 
 from promptbox.weights import offline_clip_tokenizer  # noqa: E402
 from promptbox.world.catalogue import CLASSES, UNSEEN_PAIRS  # noqa: E402
@@ -225,12 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     step, history, running = 0, [], []
     state_path = Path(args.work) / "state.pt"
-    if args.resume and state_path.exists():
-        saved = torch.load(state_path, weights_only=False)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        step, history = saved["step"], saved["history"]
-        print(f"[train] resumed at step {step}")
+    if args.resume:
+        step, history = resume(state_path, model, optimizer)
     rng = np.random.default_rng([args.seed, 11, step])
     token_cache: dict[str, list[int]] = {}
     deadline = time.perf_counter() + args.minutes * 60
@@ -279,8 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                     "elapsed_s": round(time.perf_counter() - started)}
             history.append(line)
             print(f"[train] {json.dumps(line)}", flush=True)
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "history": history}, state_path)
+    save_state(state_path, model, optimizer, step, history)
     model.eval()
     result = {"steps": step, "final_loss": float(np.mean(running[-50:])), **zero_shot(model, tokenizer, val_images,
               val_labels), "device": args.device, "seed": args.seed, "scenes": args.scenes, "size": args.size,

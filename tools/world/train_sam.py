@@ -31,7 +31,7 @@ from mobile_sam.utils.transforms import ResizeLongestSide
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sam_targets import LOW_RES, sample_prompts, scene_targets  # noqa: E402
-from store import save_sam_fp16  # noqa: E402
+from store import resume, save_sam_fp16, save_state  # noqa: E402
 
 from promptbox import weights  # noqa: E402
 from promptbox.world.scene import generate_scene  # noqa: E402
@@ -186,12 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     step, history = 0, []
     state_path = work / "state.pt"
-    if args.resume and state_path.exists():
-        saved = torch.load(state_path, weights_only=False)
-        sam.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        step, history = saved["step"], saved["history"]
-        print(f"[train] resumed at step {step}")
+    if args.resume:
+        step, history = resume(state_path, sam, optimizer)
     trunk = None if args.train_encoder else cache_trunk(sam, args, transform)
     size = _size(args.size)
     rng = np.random.default_rng([args.seed, step])
@@ -248,10 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             history.append(line)
             print(f"[train] {json.dumps(line)}", flush=True)
         if step % 200 == 0:
-            torch.save({"model": sam.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                        "history": history}, state_path)
-    torch.save({"model": sam.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "history": history},
-               state_path)
+            save_state(state_path, sam, optimizer, step, history)
+    save_state(state_path, sam, optimizer, step, history)
     sam.eval()
     result = {"steps": step, "final_loss": float(np.mean(running[-50:])) if running else None,
               **evaluate(sam, args, transform, scenes=2 if args.smoke else 12),

@@ -22,10 +22,10 @@ from mobile_sam.utils.amg import batched_mask_to_box
 from promptbox.config import AmgSettings
 from promptbox.proposals import FrameEmbedding, MaskProposer, _Decoded, _Filter
 from promptbox.world.generate import WORLD_FILE
+from promptbox.world.groups import touching_groups
 from promptbox.world.scene import Scene, generate_scene
 
 ORACLE_TAG = "[WORLD ORACLE MASKS]"
-GROUP_TOUCH_PX = 3
 
 
 def _key(image: np.ndarray) -> str:
@@ -41,7 +41,7 @@ class _Levels:
         self.part = np.zeros((h, w), np.int32)  # index into masks; 0 = the table
         self.object = np.zeros((h, w), np.int32)
         self.group = np.zeros((h, w), np.int32)
-        group_of = _groups(scene)
+        group_of = touching_groups(scene)
         group_index: dict[int, int] = {}
         for obj, group in zip(scene.objects, group_of, strict=True):
             o = self._add(obj.mask)
@@ -59,31 +59,6 @@ class _Levels:
         h, w = self.part.shape
         c, r = min(max(int(x), 0), w - 1), min(max(int(y), 0), h - 1)
         return [int(self.part[r, c]), int(self.object[r, c]), int(self.group[r, c])]
-
-
-def _groups(scene: Scene) -> list[np.ndarray]:
-    """Each object's group: the union of the objects it touches, transitively (one array object per group)."""
-    import cv2
-
-    n = len(scene.objects)
-    kernel = np.ones((2 * GROUP_TOUCH_PX + 1,) * 2, np.uint8)
-    grown = [cv2.dilate(o.mask.astype(np.uint8), kernel) > 0 for o in scene.objects]
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            i = parent[i]
-        return i
-
-    for i in range(n):
-        for j in range(i + 1, n):
-            if (grown[i] & scene.objects[j].mask).any():
-                parent[root(i)] = root(j)
-    unions: dict[int, np.ndarray] = {}
-    for i, obj in enumerate(scene.objects):
-        r = root(i)
-        unions[r] = obj.mask if r not in unions else unions[r] | obj.mask
-    return [unions[root(i)] for i in range(n)]
 
 
 class WorldMaskProposer(MaskProposer):
