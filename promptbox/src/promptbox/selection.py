@@ -91,7 +91,8 @@ def select(
     top-1 label is the target (default: confidence >= min_score).
     - Plain: the most confident region, or the largest region containing it whose similarity is within
       `part_margin` and which passes min_score (the whole screwdriver, not its head).
-    - A part ("cap of marker", `whole` = the marker's scores): the most confident region inside the best whole.
+    - A part ("cap of marker", `whole` = the marker's scores): the most confident region inside the best whole;
+      its score is the whole's confidence (object names compete with "marker", not with "cap of marker").
     - A spatial word picks among the plausible regions: target regions at min_score, one per object.
     - A relation (`anchor` = the anchor phrase's scores) picks the plausible region that best stands in that
       relation to the best anchor region; no anchor, or no region in that relation, is NotFound saying so.
