@@ -14,7 +14,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from promptbox import weights  # noqa: E402
+from promptbox import stand_ins, weights  # noqa: E402
 from promptbox.matching import Matcher  # noqa: E402
 
 # The test machine has 2 cores; more threads than cores only adds contention. Fixed seed for reproducible tests.
@@ -27,13 +27,13 @@ TEST_CLIP = "tinyclip-61m"  # the default model, at its real dimensions
 @pytest.fixture(scope="session")
 def sam_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random vit_t mobile_sam.pt (torch.save'd state_dict, like the official file)."""
-    return weights.write_random_sam_checkpoint(tmp_path_factory.mktemp("sam") / weights.SAM_FILENAME)
+    return stand_ins.write_random_sam_checkpoint(tmp_path_factory.mktemp("sam") / weights.SAM_FILENAME)
 
 
 @pytest.fixture(scope="session")
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Hugging Face directory of a random TinyCLIP-61M (real dimensions, real tokenizer), ~460 MB."""
-    return weights.write_random_clip_checkpoint(tmp_path_factory.mktemp("clip") / TEST_CLIP, TEST_CLIP)
+    return stand_ins.write_random_clip_checkpoint(tmp_path_factory.mktemp("clip") / TEST_CLIP, TEST_CLIP)
 
 
 @pytest.fixture(scope="session")

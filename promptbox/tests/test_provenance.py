@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from transformers import CLIPConfig, CLIPModel
 
-from promptbox import provenance, weights
+from promptbox import clip_tokenizer, provenance, stand_ins, weights
 from promptbox.detection import Detection, NotFound, summary
 
 TINY_CLIP = CLIPConfig(
@@ -32,7 +32,7 @@ def _write(record: Path, kind: str, sha256: str) -> None:
 
 @pytest.fixture
 def world_sam(tmp_path: Path) -> Path:
-    path = weights.write_random_sam_checkpoint(tmp_path / "sam" / weights.SAM_FILENAME, seed=3)
+    path = stand_ins.write_random_sam_checkpoint(tmp_path / "sam" / weights.SAM_FILENAME, seed=3)
     _write(provenance.sam_provenance_path(path), provenance.SYNTHETIC_WORLD, _sha(path))
     return path
 
@@ -41,7 +41,7 @@ def world_sam(tmp_path: Path) -> Path:
 def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("tiny-clip")
     CLIPModel(TINY_CLIP).save_pretrained(directory, safe_serialization=True)
-    weights.write_clip_vocab_files(directory)
+    clip_tokenizer.write_clip_vocab_files(directory)
     return directory
 
 

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import CLIPModel
 
-from promptbox import weights
+from promptbox import clip_tokenizer, downloads, stand_ins, weights
 from promptbox.weights import CLIP_DIMS, CLIP_MODELS, WeightsError
 
 FAKE_REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -52,7 +52,7 @@ def forbid_network(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def clip8_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small real-format CLIP directory (random TinyCLIP-8M, ~95 MB) to corrupt in tests."""
-    return weights.write_random_clip_checkpoint(tmp_path_factory.mktemp("clip8") / "tinyclip-8m", "tinyclip-8m")
+    return stand_ins.write_random_clip_checkpoint(tmp_path_factory.mktemp("clip8") / "tinyclip-8m", "tinyclip-8m")
 
 
 # --- model dimensions -------------------------------------------------------------------------------------------
@@ -116,7 +116,7 @@ def test_offline_tokenizer_matches_open_clip() -> None:
     from open_clip.tokenizer import SimpleTokenizer
 
     reference = SimpleTokenizer()
-    tokenizer = weights.offline_clip_tokenizer()
+    tokenizer = clip_tokenizer.offline_clip_tokenizer()
     assert tokenizer("a photo of a cat")["input_ids"] == [49406, 320, 1125, 539, 320, 2368, 49407]
     for text in ["a photo of a cat", "the head of the Screwdriver!", "pick up the red mug, it's left of the bowl"]:
         expected = [reference.sot_token_id, *reference.encode(text), reference.eot_token_id]
@@ -125,7 +125,7 @@ def test_offline_tokenizer_matches_open_clip() -> None:
 
 
 def test_random_stand_ins_are_deterministic(sam_checkpoint: Path) -> None:
-    written, again = torch.load(sam_checkpoint, weights_only=True), weights.random_sam_state_dict()
+    written, again = torch.load(sam_checkpoint, weights_only=True), stand_ins.random_sam_state_dict()
     assert all(torch.equal(written[k], again[k]) for k in written)
 
 
@@ -354,7 +354,7 @@ def test_offline_flags_prevent_any_network_attempt(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(flag, "1")
     with pytest.raises(WeightsError, match=flag):
-        list(weights.fetch())
+        list(downloads.fetch())
     with pytest.raises(WeightsError, match=f"download: skipped, {flag}"):
         weights.load_sam(None, "cpu", False)
 
@@ -373,5 +373,5 @@ def test_without_network_downloads_fail_fast_and_clearly(no_weights: Path, monke
     with pytest.raises(WeightsError, match=r"download: no network: github\.com:443"):
         weights.load_sam(None, "cpu", False)
     with pytest.raises(WeightsError, match=r"no network: huggingface\.co:443"):
-        weights.download_clip("tinyclip-8m")
+        downloads.download_clip("tinyclip-8m")
     assert not any(os.scandir(no_weights))  # nothing half-written

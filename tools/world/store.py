@@ -32,7 +32,7 @@ def save_clip_fp16(model, tokenizer, directory: Path, record: dict) -> Path:
     """A Hugging Face CLIP directory (config, fp16 safetensors, tokenizer files), as the Hub repos hold it."""
     from transformers import CLIPImageProcessor
 
-    from promptbox.weights import write_clip_vocab_files
+    from promptbox.clip_tokenizer import write_clip_vocab_files
 
     directory.mkdir(parents=True, exist_ok=True)
     model.half().save_pretrained(directory, safe_serialization=True)

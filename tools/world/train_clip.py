@@ -30,7 +30,7 @@ from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from store import resume, save_clip_fp16, save_state  # noqa: E402
 
-from promptbox.weights import offline_clip_tokenizer  # noqa: E402
+from promptbox.clip_tokenizer import offline_clip_tokenizer  # noqa: E402
 from promptbox.world.catalogue import CLASSES, UNSEEN_PAIRS  # noqa: E402
 from promptbox.world.scene import generate_scene  # noqa: E402
 

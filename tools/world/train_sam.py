@@ -33,13 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sam_targets import LOW_RES, sample_prompts, scene_targets  # noqa: E402
 from store import resume, save_sam_fp16, save_state  # noqa: E402
 
-from promptbox import weights  # noqa: E402
+from promptbox import stand_ins, weights  # noqa: E402
 from promptbox.world.scene import generate_scene  # noqa: E402
 
 
 def fp16_rounded_sam(seed: int):
     """A random-init vit_t whose weights are already what the fp16 file will hold, so cached features match it."""
-    state = weights.random_sam_state_dict(seed)
+    state = stand_ins.random_sam_state_dict(seed)
     state = {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}
     return weights.sam_from_state_dict(state, f"random init (seed {seed}), fp16-rounded")
 

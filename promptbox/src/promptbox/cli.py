@@ -167,7 +167,7 @@ def _amg_overrides(pairs: list[str]) -> dict[str, float | int]:
 
 
 def _run_weights(args: argparse.Namespace) -> int:
-    from promptbox import weights
+    from promptbox import downloads, weights
 
     if args.action == "check":
         records = weights.check(args.model)
@@ -176,7 +176,7 @@ def _run_weights(args: argparse.Namespace) -> int:
             print(f"{'ok     ' if record.found else 'MISSING'} {record.name:<14} {where}  {record.detail}".rstrip())
         return 0 if all(r.found for r in records) else 1
     try:
-        for line in weights.fetch(args.model):
+        for line in downloads.fetch(args.model):
             print(line)
     except weights.WeightsError as error:
         print(f"promptbox: {error}", file=sys.stderr)

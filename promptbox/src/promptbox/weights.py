@@ -25,33 +25,26 @@ check and load, `random_clip` builds the model from the named model's real dimen
 tokenizer uses CLIP's real BPE vocabulary, taken offline from open_clip_torch's `bpe_simple_vocab_16e6.txt.gz`
 and converted to the Hugging Face vocab.json + merges.txt the way CLIP derives its vocabulary.
 `write_random_sam_checkpoint` / `write_random_clip_checkpoint` write those models in the exact upstream formats,
-for tests.
+for tests. Those live in stand_ins.py, the offline tokenizer in clip_tokenizer.py, downloads and
+`promptbox weights fetch` in downloads.py; this module resolves, checks and loads.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import importlib.util
 import json
 import os
 import re
-import shutil
-import socket
-import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
 from promptbox import provenance
+from promptbox.errors import WeightsError
 
 if TYPE_CHECKING:
     from mobile_sam.modeling import Sam
@@ -68,13 +61,7 @@ DEFAULT_SAM_URL = "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights
 OFFICIAL_SAM_SHA256 = "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f"
 SAM_HF_REPO = "dhkim2810/MobileSAM"  # a Hub mirror of the same file, for the HF cache lookup
 
-NETWORK_PROBE_TIMEOUT_S = 5.0  # offline machines must fail in seconds, not minutes
-DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation once connected
 RANDOM_SEED = 0
-
-
-class WeightsError(RuntimeError):
-    """A checkpoint is missing or unusable. The message names it, where it was looked for, and the fix."""
 
 
 @dataclass(frozen=True)
@@ -305,7 +292,9 @@ def load_sam(
     """MobileSAM (vit_t) in eval mode on `device`, and whether its weights are random (see the module docstring)."""
     path, looked = find_sam(checkpoint)
     if path is None and not checkpoint and download and not allow_random:
-        path = _download_sam_into_weights_dir(looked)
+        from promptbox.downloads import download_sam_into_weights_dir
+
+        path = download_sam_into_weights_dir(looked)
     if path is None:
         if not allow_random:
             raise WeightsError(
@@ -313,6 +302,8 @@ def load_sam(
                 + "\n  - ".join(looked)
                 + f"\n{_FIX}"
             )
+        from promptbox.stand_ins import random_sam_state_dict
+
         state_dict, source, is_random = random_sam_state_dict(), f"random init (seed {RANDOM_SEED})", True
     else:
         _check_sha256(path, sha256 or os.environ.get(SAM_SHA256_ENV))
@@ -326,23 +317,6 @@ def _new_vit_t() -> Sam:
     from mobile_sam import sam_model_registry
 
     return sam_model_registry["vit_t"]()
-
-
-def random_sam_state_dict(seed: int = RANDOM_SEED) -> dict[str, torch.Tensor]:
-    """The state_dict of a freshly initialised vit_t MobileSAM, the same for the same seed."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return _new_vit_t().state_dict()
-
-
-def write_random_sam_checkpoint(path: str | os.PathLike, seed: int = RANDOM_SEED) -> Path:
-    """torch.save a random vit_t state_dict: the format of the official mobile_sam.pt (a directory gets one)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / SAM_FILENAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(random_sam_state_dict(seed), path)
-    return path
 
 
 def _read_sam_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
@@ -425,7 +399,9 @@ def load_clip(
     target = _clip_target(name_or_path)
     directory, looked = _find_clip(target)
     if directory is None and target.hf_id is not None and download and not allow_random:
-        directory = _download_clip_into_weights_dir(target, looked)
+        from promptbox.downloads import download_clip_into_weights_dir
+
+        directory = download_clip_into_weights_dir(target, looked)
     if directory is None:
         if not allow_random:
             raise WeightsError(
@@ -437,6 +413,8 @@ def load_clip(
                 f"names ({', '.join(CLIP_MODELS)}), whose dimensions are known. Looked in:\n  - "
                 + "\n  - ".join(looked)
             )
+        from promptbox.stand_ins import random_clip
+
         model, tokenizer = random_clip(target.name)
         return _ready(model, device), tokenizer, True
     model, tokenizer = read_clip_dir(directory)
@@ -509,182 +487,6 @@ def read_clip_dir(directory: str | os.PathLike) -> tuple[CLIPModel, CLIPTokenize
     return model, tokenizer
 
 
-def random_clip(name: str = DEFAULT_CLIP, seed: int = RANDOM_SEED) -> tuple[CLIPModel, CLIPTokenizer]:
-    """A freshly initialised CLIPModel with the named model's real dimensions, and CLIP's real tokenizer."""
-    if name not in CLIP_DIMS:
-        raise WeightsError(f"no dimensions known for CLIP model {name!r}; known: {', '.join(CLIP_DIMS)}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = CLIPModel(CLIP_DIMS[name].config())
-    return model.eval(), offline_clip_tokenizer()
-
-
-def write_random_clip_checkpoint(
-    directory: str | os.PathLike, name: str = DEFAULT_CLIP, seed: int = RANDOM_SEED
-) -> Path:
-    """Write a random `name` model as the Hub repos hold it: config.json, model.safetensors, tokenizer and
-    preprocessor files. Returns the directory."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    model, tokenizer = random_clip(name, seed)
-    model.save_pretrained(directory, safe_serialization=True)
-    write_clip_vocab_files(directory)
-    tokenizer.save_pretrained(directory)
-    CLIPImageProcessor(size={"shortest_edge": CLIP_DIMS[name].image_size}).save_pretrained(directory)
-    return directory
-
-
-# --- the offline tokenizer --------------------------------------------------------------------------------------
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """CLIP's (and GPT-2's) reversible byte -> printable unicode character table."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    table, extra = {b: chr(b) for b in printable}, 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
-
-
-def _bpe_vocab_path() -> Path:
-    spec = importlib.util.find_spec("open_clip")  # locates the package without importing it
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsError("open_clip_torch is not installed; it provides CLIP's BPE vocabulary for random weights")
-    path = Path(next(iter(spec.submodule_search_locations))) / "bpe_simple_vocab_16e6.txt.gz"
-    if not path.is_file():
-        raise WeightsError(f"CLIP's BPE vocabulary is missing from open_clip_torch: {path}")
-    return path
-
-
-@lru_cache(maxsize=1)
-def clip_vocabulary() -> tuple[dict[str, int], tuple[str, ...]]:
-    """(vocab, merges) of CLIP's tokenizer, derived from open_clip's bpe_simple_vocab_16e6.txt.gz as CLIP does."""
-    lines = gzip.open(_bpe_vocab_path()).read().decode("utf-8").split("\n")
-    merges = tuple(lines[1 : 49152 - 256 - 2 + 1])  # line 0 is a version header; 48894 merges
-    byte_chars = list(_bytes_to_unicode().values())
-    tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m.split()) for m in merges]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return {token: i for i, token in enumerate(tokens)}, merges
-
-
-def write_clip_vocab_files(directory: str | os.PathLike) -> None:
-    """vocab.json + merges.txt, the slow-tokenizer files of the CLIP Hub repos."""
-    vocab, merges = clip_vocabulary()
-    directory = Path(directory)
-    (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-
-
-def offline_clip_tokenizer() -> CLIPTokenizer:
-    """CLIP's tokenizer built without the network (from the files `write_clip_vocab_files` writes)."""
-    with tempfile.TemporaryDirectory(prefix="promptbox-clip-vocab-") as scratch:
-        write_clip_vocab_files(scratch)
-        return CLIPTokenizer.from_pretrained(scratch, local_files_only=True)
-
-
-# --- downloads --------------------------------------------------------------------------------------------------
-
-
-def _require_network(url: str) -> None:
-    """Fail in seconds when the host (or the configured proxy) does not answer."""
-    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or os.environ.get("ALL_PROXY")
-    parsed = urllib.parse.urlparse(proxy if proxy else url)
-    host, port = parsed.hostname, parsed.port or (443 if parsed.scheme in ("https", "") else 80)
-    try:
-        socket.create_connection((host, port), timeout=NETWORK_PROBE_TIMEOUT_S).close()
-    except OSError as error:
-        raise WeightsError(
-            f"no network: {host}:{port} did not answer within {NETWORK_PROBE_TIMEOUT_S:.0f} s ({error})"
-        ) from error
-
-
-def download_sam(
-    url: str | None = None, destination: str | os.PathLike | None = None, sha256: str | None = None
-) -> Path:
-    """Download mobile_sam.pt (default: $PROMPTBOX_SAM_URL or the official URL) into the weights directory."""
-    reason = offline_reason()
-    if reason:
-        raise WeightsError(f"not downloading {SAM_FILENAME}: {reason} is set (unset it on a networked machine)")
-    url = url or os.environ.get(SAM_URL_ENV) or DEFAULT_SAM_URL
-    destination = Path(destination) if destination else weights_dir() / SAM_FILENAME
-    expected = sha256 or os.environ.get(SAM_SHA256_ENV) or (OFFICIAL_SAM_SHA256 if url == DEFAULT_SAM_URL else None)
-    _require_network(url)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(partial, "wb") as out:
-            shutil.copyfileobj(response, out, 1 << 20)
-        _check_sha256(partial, expected)
-    except WeightsError:
-        partial.unlink(missing_ok=True)
-        raise
-    except (OSError, urllib.error.URLError) as error:
-        partial.unlink(missing_ok=True)
-        raise WeightsError(f"download of {url} failed: {error}") from error
-    partial.replace(destination)  # only a complete, checked file ever carries the real name
-    return destination
-
-
-def _download_sam_into_weights_dir(looked: list[str]) -> Path | None:
-    reason = offline_reason()
-    if reason:
-        looked.append(f"download: skipped, {reason}")
-        return None
-    try:
-        return download_sam()
-    except WeightsError as error:
-        looked.append(f"download: {error}")
-        return None
-
-
-def _pick_weight_file(hf_id: str) -> str:
-    from huggingface_hub import list_repo_files
-
-    files = set(list_repo_files(hf_id))
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if name in files:
-            return name
-    raise WeightsError(f"{hf_id} on the Hub has neither model.safetensors nor pytorch_model.bin")
-
-
-def download_clip(name_or_id: str, destination: str | os.PathLike | None = None) -> Path:
-    """snapshot_download a CLIP model's config, tokenizer and one weights file into the weights directory."""
-    reason = offline_reason()
-    if reason:
-        raise WeightsError(f"not downloading {name_or_id}: {reason} is set (unset it on a networked machine)")
-    hf_id = resolve_clip_id(name_or_id)
-    destination = Path(destination) if destination else weights_dir() / _hub_dirname(hf_id)
-    from huggingface_hub import constants, snapshot_download
-
-    _require_network(constants.ENDPOINT)
-    try:
-        # One weights format only: the openai repo also holds pytorch, TF and Flax copies (GBs).
-        patterns = ["*.json", "merges.txt", _pick_weight_file(hf_id)]
-        snapshot_download(hf_id, local_dir=destination, allow_patterns=patterns, etag_timeout=DOWNLOAD_TIMEOUT_S)
-    except WeightsError:
-        raise
-    except Exception as error:
-        raise WeightsError(f"download of {hf_id} failed: {type(error).__name__}: {error}") from error
-    problem = _clip_dir_problem(destination)
-    if problem:
-        raise WeightsError(f"download of {hf_id} into {destination} is incomplete: {problem}")
-    return destination
-
-
-def _download_clip_into_weights_dir(target: _ClipTarget, looked: list[str]) -> Path | None:
-    reason = offline_reason()
-    if reason:
-        looked.append(f"download: skipped, {reason}")
-        return None
-    try:
-        return download_clip(target.hf_id or "")
-    except WeightsError as error:
-        looked.append(f"download: {error}")
-        return None
-
-
 # --- the CLI's check and fetch ----------------------------------------------------------------------------------
 
 
@@ -725,23 +527,3 @@ def _record(name: str, found: Path | None, looked: list[str]) -> WeightRecord:
         return WeightRecord(name, False, None, "looked in: " + "; ".join(looked))
     size = sum(p.stat().st_size for p in found.rglob("*") if p.is_file()) if found.is_dir() else found.stat().st_size
     return WeightRecord(name, True, str(found), f"{size / 1e6:.1f} MB")
-
-
-def fetch(names: Iterable[str] | None = None) -> Iterator[str]:
-    """Download what is missing into the weights directory, yielding one progress line per model (iterate it).
-    `names` as in `check`. Raises WeightsError when offline or a download fails."""
-    for name in _selection(names):
-        if name == SAM_NAME:
-            path, _ = find_sam()
-            if path is not None:
-                yield f"{name}: already present at {path}"
-                continue
-            yield f"{name}: downloading {os.environ.get(SAM_URL_ENV) or DEFAULT_SAM_URL} ..."
-            yield f"{name}: saved to {download_sam()}"
-            continue
-        directory, _ = find_clip(name)
-        if directory is not None:
-            yield f"{name}: already present at {directory}"
-            continue
-        yield f"{name}: downloading {resolve_clip_id(name)} ..."
-        yield f"{name}: saved to {download_clip(name)}"
