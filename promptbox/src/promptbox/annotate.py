@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from promptbox.detection import Detection, NotFound
+from promptbox.detection import Detection, NotFound, weights_tag_of
 
 _FOUND = (0, 220, 0)
 _ALTERNATIVE = (255, 190, 0)
@@ -31,7 +31,7 @@ def draw(image_rgb: np.ndarray, result: Detection | NotFound, *, show_mask: bool
             _label(canvas, f"not found: {result.phrase} {result.best.score:.2f}", result.best.box_xyxy, _MISSING)
         else:
             _label(canvas, f"not found: {result.phrase}", (0, 0, 0, 0), _MISSING)
-    tag = result.weights_tag or ("[RANDOM WEIGHTS]" if result.random_weights else "")
+    tag = weights_tag_of(result)
     if tag:
         # Outputs made with random-init or synthetic-world models must never pass for real ones.
         _label(canvas, tag.replace("[", "").replace("]", ""), (0, canvas.shape[0] - 1, 0, 0), _MISSING)

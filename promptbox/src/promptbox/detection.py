@@ -49,7 +49,7 @@ class Detection:
             ],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "random_weights": self.random_weights,
-            "weights_tag": _tag(self),
+            "weights_tag": weights_tag_of(self),
             "notes": list(self.notes),
         }
 
@@ -82,7 +82,7 @@ class NotFound:
             ],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "random_weights": self.random_weights,
-            "weights_tag": _tag(self),
+            "weights_tag": weights_tag_of(self),
         }
 
 
@@ -103,9 +103,10 @@ def summary(result: Detection | NotFound, seconds: float | None = None) -> str:
             line += "; " + "; ".join(result.notes)
     else:
         line = f"not found '{result.phrase}': {result.reason} ({seconds:.2f} s)"
-    tag = _tag(result)
+    tag = weights_tag_of(result)
     return f"{tag} {line}" if tag else line
 
 
-def _tag(result: Detection | NotFound) -> str:
+def weights_tag_of(result: Detection | NotFound) -> str:
+    """What leads an answer made with anything but the released weights ("" for those)."""
     return result.weights_tag or (RANDOM_WEIGHTS_TAG if result.random_weights else "")

@@ -67,6 +67,7 @@ class Locator:
         # Competing object names, encoded once per model and kept on disk beside the weights cache.
         self._names = vocabulary.OBJECT_NAMES
         self._name_vectors = self.matcher.encode_texts_stored(self._names, weights.weights_dir() / "text-cache")
+        self._name_vectors_np = self._name_vectors.float().cpu().numpy()  # for competitors(), once, not per goal
         self._frames: OrderedDict[str, FrameEmbedding] = OrderedDict()
         # One inference at a time: a background `prepare` and a goal would only fight over the same cores.
         self._lock = threading.RLock()
@@ -81,8 +82,8 @@ class Locator:
         )
         if self.random_weights:
             return f"{line} [RANDOM WEIGHTS: results are meaningless]"
-        if self.weights_tag:
-            return f"{line} {self.weights_tag}: trained on the synthetic world; says nothing of real frames"
+        if self.weights_tag:  # synthetic-world weights, or the world's oracle masks
+            return f"{line} {self.weights_tag}: not the released models; says nothing of real frames"
         return line
 
     def with_mode(self, mode: str) -> Locator:
@@ -200,7 +201,7 @@ class Locator:
         """`phrase` scored on every region against its competitors: other object names (not its own head noun or
         near-synonyms), its other colours ("blue mug" for "red mug"), the command's excluded objects, scenery."""
         vector = self.matcher.encode_text(phrase).vector
-        names = vocabulary.competitors(phrase, vector.cpu().numpy(), self._names, self._name_vectors.cpu().numpy())
+        names = vocabulary.competitors(phrase, vector.cpu().numpy(), self._names, self._name_vectors_np)
         variants = vocabulary.colour_variants(phrase) + list(negatives)
         rivals = [self._name_vectors[names], self._background]
         if variants:

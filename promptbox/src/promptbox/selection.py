@@ -218,13 +218,15 @@ def _part_of_whole(
     """An explicit part ("cap of marker"): the region inside the most confident whole (among regions with regions
     inside them) that scores best for the part phrase. Returns (chosen, reason if not found, the whole's index)."""
     n = len(conf)
-    inside = {j: [i for i in range(n) if i != j and j in regions.containers(i, among=[j])] for j in range(n)}
-    owners = [j for j in range(n) if inside[j]]
-    if not owners:
+    # Most confident whole first, stopping at the first with a region inside: not every pair of regions.
+    for owner in (int(j) for j in np.argsort(-whole.confidence, kind="stable")):
+        inside = [i for i in range(n) if i != owner and owner in regions.containers(i, among=[owner])]
+        if inside:
+            break
+    else:
         reason = f"no region inside a {whole.phrase!r} was proposed for {target.phrase!r}"
         return int(np.argmax(conf)), reason, None
-    owner = max(owners, key=lambda j: whole.confidence[j])
-    chosen = max(inside[owner], key=lambda i: conf[i])
+    chosen = max(inside, key=lambda i: conf[i])
     if whole.confidence[owner] < min_score:
         reason = (f"the {whole.phrase!r} that {target.phrase!r} belongs to was not found (best "
                   f"{_below(float(whole.confidence[owner]), min_score)})")
