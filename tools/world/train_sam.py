@@ -99,6 +99,32 @@ def mask_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor
     return loss, {"iou": float(iou.mean()), "iou_object": float(iou[:, 0].mean())}
 
 
+def scene_loss(sam, args, transform, rng, targets, embedding, loss_total, metrics):
+    """Add one scene's prompt losses to loss_total; metrics per prompt kind."""
+    # Most steps decode a window of the embedding (fewer tokens: more prompts per second); the positional
+    # encodings are cut from the same place, so every token keeps its absolute position.
+    full = rng.random() < args.full_frame_share or args.window >= 64
+    (ty, tx), window = _window(rng, targets.size_hw, 64 if full else args.window)
+    for prompts in sample_prompts(targets, rng, args.points, args.boxes, None if full else window):
+        coords = (
+            transform.apply_boxes(prompts.coords, targets.size_hw)
+            if prompts.kind == "box"
+            else (transform.apply_coords(prompts.coords, targets.size_hw))
+        )
+        coords = torch.as_tensor(coords, dtype=torch.float32, device=args.device)
+        target = torch.from_numpy(prompts.targets).to(args.device)
+        if full:
+            logits, iou_pred = decode_all(sam, embedding, prompts.kind, coords)
+        else:
+            cut = (slice(None), slice(None), slice(ty, ty + args.window), slice(tx, tx + args.window))
+            logits, iou_pred = decode_all(sam, embedding[cut], prompts.kind, coords, cut)
+            scale = LOW_RES // 64
+            target = target[:, :, ty * scale : (ty + args.window) * scale, tx * scale : (tx + args.window) * scale]
+        loss, metrics[prompts.kind] = mask_loss(logits.float(), iou_pred.float(), target)
+        loss_total = loss_total + loss
+    return loss_total, metrics
+
+
 def trainable_parameters(sam, train_encoder: bool) -> list[torch.nn.Parameter]:
     sam.requires_grad_(False)
     modules = [sam.image_encoder] if train_encoder else [sam.image_encoder.neck]
@@ -125,6 +151,35 @@ def cache_trunk(sam, args, transform) -> torch.Tensor:
     return stacked
 
 
+def _prepare_one(job: tuple[int, int, str, bool]):
+    """One training scene: its prompt targets and, for the encoder regime, its resized uint8 image (H', W', 3)."""
+    seed, index, size, with_image = job
+    scene = generate_scene(seed, index, _size(size), split="train")
+    targets = scene_targets(scene, np.random.default_rng([seed, index]))
+    image = ResizeLongestSide(1024).apply_image(scene.image) if with_image else None
+    return targets, image
+
+
+def prepare_scenes(args) -> tuple[list, list]:
+    """Every training scene once, in worker processes: a step then costs the network only."""
+    jobs = [(args.seed, i, args.size, args.train_encoder) for i in range(args.scenes)]
+    if args.workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+            done = pool.map(_prepare_one, jobs, chunksize=8)
+    else:
+        done = [_prepare_one(job) for job in jobs]
+    return [t for t, _ in done], [i for _, i in done]
+
+
+def batch_pixels(sam, images: list, device: str) -> torch.Tensor:
+    """(B, 3, 1024, 1024) normalised and padded, from resized uint8 images."""
+    return torch.cat(
+        [sam.preprocess(torch.as_tensor(im, device=device).permute(2, 0, 1).contiguous()[None]) for im in images]
+    )
+
+
 def _size(text: str) -> tuple[int, int]:
     w, h = text.lower().split("x")
     return int(w), int(h)
@@ -140,7 +195,8 @@ def evaluate(sam, args, transform, scenes: int = 12) -> dict:
             embedding = sam.image_encoder(scene_pixels(sam, scene.image, transform, args.device))
             for prompts in sample_prompts(scene_targets(scene, rng), rng, points=8, boxes=0):
                 coords = torch.as_tensor(
-                    transform.apply_coords(prompts.coords, scene.image.shape[:2]), dtype=torch.float32,
+                    transform.apply_coords(prompts.coords, scene.image.shape[:2]),
+                    dtype=torch.float32,
                     device=args.device,
                 )
                 logits, _ = decode_all(sam, embedding, prompts.kind, coords)
@@ -172,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-encoder", action="store_true", help="train every weight (the GPU run)")
     parser.add_argument("--resume", action="store_true", help="continue from WORK/state.pt")
     parser.add_argument("--smoke", action="store_true", help="a few steps on 3 small scenes, to check the script")
+    parser.add_argument("--batch", type=int, default=1, help="scenes per step (encoder regime)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    parser.add_argument("--workers", type=int, default=1, help="processes that prepare the scenes")
+    parser.add_argument("--init", default=None, help="start from this mobile_sam.pt when WORK has no state")
     args = parser.parse_args(argv)
     if args.smoke:
         args.scenes, args.size, args.max_steps, args.minutes = 3, "160x120", 3, 5.0
@@ -188,48 +248,37 @@ def main(argv: list[str] | None = None) -> int:
     state_path = work / "state.pt"
     if args.resume:
         step, history = resume(state_path, sam, optimizer)
+    if step == 0 and args.init:
+        # A machine that was given back keeps no state: continue from the last weights that came back.
+        init = torch.load(args.init, map_location=args.device)
+        sam.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init.items()})
+        print(f"[train] weights from {args.init} (fresh optimizer)")
     trunk = None if args.train_encoder else cache_trunk(sam, args, transform)
-    size = _size(args.size)
     rng = np.random.default_rng([args.seed, step])
     sam.train()
     running: list[float] = []
-    # Every scene's masks and prompt points, once: a step then costs the decoder only.
-    prepared = [scene_targets(generate_scene(args.seed, i, size, split="train"), rng) for i in range(args.scenes)]
+    prepared, images = prepare_scenes(args)
     print(f"[train] {len(prepared)} scenes prepared, {time.perf_counter() - started:.0f} s", flush=True)
     deadline = time.perf_counter() + args.minutes * 60
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.bf16 and args.device.startswith("cuda"))
     while step < args.max_steps and time.perf_counter() < deadline:
-        i = int(rng.integers(args.scenes))
-        targets = prepared[i]
-        if args.train_encoder:
-            scene = generate_scene(args.seed, i, size, split="train")
-            embedding = sam.image_encoder(scene_pixels(sam, scene.image, transform, args.device))
-        else:
-            embedding = sam.image_encoder.neck(trunk[i : i + 1].to(args.device).float())
+        chosen = [int(j) for j in rng.integers(args.scenes, size=args.batch if args.train_encoder else 1)]
+        with amp:
+            if args.train_encoder:
+                embeddings = sam.image_encoder(batch_pixels(sam, [images[j] for j in chosen], args.device))
+            else:
+                embeddings = sam.image_encoder.neck(trunk[chosen[0] : chosen[0] + 1].to(args.device).float())
+        loss_total, metrics = 0.0, {}
+        for b, i in enumerate(chosen):
+            targets, embedding = prepared[i], embeddings[b : b + 1]
+            with amp:
+                loss_total, metrics = scene_loss(sam, args, transform, rng, targets, embedding, loss_total, metrics)
+        loss_total = loss_total / len(chosen)
         # Warm-up then cosine over the planned steps (the run may stop earlier on its time budget).
         planned = min(args.max_steps, args.planned_steps)
         lr_scale = min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step / planned, 1.0))))
         for group in optimizer.param_groups:
             group["lr"] = args.lr * lr_scale
-        # Most steps decode a window of the embedding (fewer tokens: more prompts per second); the positional
-        # encodings are cut from the same place, so every token keeps its absolute position.
-        full = rng.random() < args.full_frame_share or args.window >= 64
-        (ty, tx), window = _window(rng, targets.size_hw, 64 if full else args.window)
-        loss_total, metrics = 0.0, {}
-        for prompts in sample_prompts(targets, rng, args.points, args.boxes, None if full else window):
-            coords = transform.apply_boxes(prompts.coords, targets.size_hw) if prompts.kind == "box" else (
-                transform.apply_coords(prompts.coords, targets.size_hw)
-            )
-            coords = torch.as_tensor(coords, dtype=torch.float32, device=args.device)
-            target = torch.from_numpy(prompts.targets).to(args.device)
-            if full:
-                logits, iou_pred = decode_all(sam, embedding, prompts.kind, coords)
-            else:
-                cut = (slice(None), slice(None), slice(ty, ty + args.window), slice(tx, tx + args.window))
-                logits, iou_pred = decode_all(sam, embedding[cut], prompts.kind, coords, cut)
-                scale = LOW_RES // 64
-                target = target[:, :, ty * scale : (ty + args.window) * scale, tx * scale : (tx + args.window) * scale]
-            loss, metrics[prompts.kind] = mask_loss(logits, iou_pred, target)
-            loss_total = loss_total + loss
         optimizer.zero_grad(set_to_none=True)
         loss_total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -238,26 +287,36 @@ def main(argv: list[str] | None = None) -> int:
         running.append(float(loss_total.detach()))
         if step % 100 == 0 or step == 1:
             point = metrics.get("point", {})
-            line = {"step": step, "loss": round(float(np.mean(running[-100:])), 4),
-                    "point_object_iou": round(point.get("iou_object", 0.0), 3),
-                    "elapsed_s": round(time.perf_counter() - started)}
+            line = {
+                "step": step,
+                "loss": round(float(np.mean(running[-100:])), 4),
+                "point_object_iou": round(point.get("iou_object", 0.0), 3),
+                "elapsed_s": round(time.perf_counter() - started),
+            }
             history.append(line)
             print(f"[train] {json.dumps(line)}", flush=True)
         if step % 200 == 0:
             save_state(state_path, sam, optimizer, step, history)
     save_state(state_path, sam, optimizer, step, history)
     sam.eval()
-    result = {"steps": step, "final_loss": float(np.mean(running[-50:])) if running else None,
-              **evaluate(sam, args, transform, scenes=2 if args.smoke else 12),
-              "regime": "all weights" if args.train_encoder else "frozen random TinyViT trunk (CPU regime)",
-              "device": args.device, "seed": args.seed, "scenes": args.scenes, "size": args.size,
-              "wall_s_this_call": round(time.perf_counter() - started)}
+    result = {
+        "steps": step,
+        "final_loss": float(np.mean(running[-50:])) if running else None,
+        **evaluate(sam, args, transform, scenes=2 if args.smoke else 12),
+        "regime": "all weights" if args.train_encoder else "frozen random TinyViT trunk (CPU regime)",
+        "device": args.device,
+        "seed": args.seed,
+        "scenes": args.scenes,
+        "size": args.size,
+        "wall_s_this_call": round(time.perf_counter() - started),
+    }
     print(f"[done] {json.dumps(result)}")
     (work / "result.json").write_text(json.dumps({**result, "history": history}, indent=1))
     if args.out:
         path = save_sam_fp16(sam, Path(args.out), result)
         print(f"[done] wrote {path}")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
