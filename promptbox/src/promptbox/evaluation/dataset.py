@@ -6,6 +6,13 @@
 `boxes` lists every acceptable answer in pixel edges (x1, y1 exclusive, like Detection.box_xyxy); `[]` means the
 object is absent and the right answer is "not found". `mask` (optional, nonzero = object) adds mask IoU; `objects`
 (optional) are boxes of other labelled objects, for the wrong-object rate. Other keys are allowed and ignored.
+
+Optional 3D fields, all three together or none (`promptbox world generate` writes them):
+    "depth": "depth/a.png"          aligned to the image: 16-bit PNG/TIFF in millimetres or 32-bit float TIFF in metres
+    "camera_info": "info.json"      CameraInfo as JSON (camera.read_camera_info); its K and D are used, so write a
+                                    rectified camera's P[:3, :3] as K, with D zero
+    "centroids_3d": [[x, y, z]]     per box, the object's visible-surface centre in metres, camera optical frame
+With them, `promptbox eval` reports how many found objects got a 3D pose and the centroid error of the right ones.
 """
 
 from __future__ import annotations
@@ -19,10 +26,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from promptbox.camera import Intrinsics, from_camera_info, read_camera_info
 from promptbox.command import parse
+from promptbox.depth import read_depth
 
 LABELS_FILE = "labels.jsonl"
 Box = tuple[float, float, float, float]
+Point = tuple[float, float, float]
+_DEPTH_FIELDS = ("depth", "camera_info", "centroids_3d")
 
 _BOX_ACCEPTED = "a list of 4 finite numbers [x0, y0, x1, y1] in pixel edges with x0 < x1 and y0 < y1"
 
@@ -42,6 +53,9 @@ class Query:
     mask: str | None = None
     objects: tuple[Box, ...] = ()
     line: int = 0
+    depth: str | None = None  # the 3D fields: all set, or all None / empty
+    camera_info: str | None = None
+    centroids_3d: tuple[Point, ...] = ()  # one per box
 
     @property
     def absent(self) -> bool:
@@ -84,6 +98,31 @@ class Dataset:
                 f"the image is {shape[1]}x{shape[0]}; accepted: a mask of the image's size"
             )
         return mask != 0
+
+    def load_depth(self, query: Query, shape: tuple[int, int]) -> tuple[np.ndarray, str] | None:
+        """The query's depth image and its encoding (16UC1 or 32FC1), or None when it has none."""
+        if query.depth is None:
+            return None
+        where = f"{self.root / LABELS_FILE}:{query.line}"
+        try:
+            depth, encoding = read_depth(self.root / query.depth)
+        except ValueError as error:
+            raise DatasetError(f"{where}: field 'depth': {error}") from None
+        if depth.shape != tuple(shape):
+            raise DatasetError(
+                f"{where}: depth {query.depth!r} is {depth.shape[1]}x{depth.shape[0]}, the image is "
+                f"{shape[1]}x{shape[0]}; accepted: depth aligned to the image, of its size"
+            )
+        return depth, encoding
+
+    def load_intrinsics(self, query: Query) -> Intrinsics | None:
+        """The query's camera (from its camera_info's K and D), or None when it has none."""
+        if query.camera_info is None:
+            return None
+        try:
+            return from_camera_info(read_camera_info(self.root / query.camera_info), rectified=False)
+        except ValueError as error:
+            raise DatasetError(f"{self.root / LABELS_FILE}:{query.line}: field 'camera_info': {error}") from None
 
 
 def load_dataset(root: str | Path, limit: int | None = None) -> Dataset:
@@ -144,7 +183,37 @@ def _query(root: Path, labels: Path, number: int, text: str) -> Query:
         mask = _string(where, "mask", mask, "a PNG path relative to the dataset folder, or null")
         if not (root / mask).is_file():
             raise DatasetError(f"{where}: field 'mask' = {mask!r}: no such file {str(root / mask)!r}")
-    return Query(image, command, boxes, tuple(dict.fromkeys(tags)), mask, objects, number)
+    depth, camera_info, centroids = _depth_fields(root, where, record, len(boxes))
+    return Query(image, command, boxes, tuple(dict.fromkeys(tags)), mask, objects, number, depth, camera_info,
+                 centroids)
+
+
+def _depth_fields(root: Path, where: str, record: dict, boxes: int
+                  ) -> tuple[str | None, str | None, tuple[Point, ...]]:
+    given = [name for name in _DEPTH_FIELDS if name in record]
+    if not given:
+        return None, None, ()
+    if len(given) != len(_DEPTH_FIELDS):
+        missing = [name for name in _DEPTH_FIELDS if name not in record]
+        raise DatasetError(f"{where}: field {given[0]!r} without {', '.join(map(repr, missing))}; accepted: "
+                           f"{', '.join(_DEPTH_FIELDS)} all together, or none of them")
+    paths = []
+    for name in ("depth", "camera_info"):
+        path = _string(where, name, record[name], "a path relative to the dataset folder")
+        if not (root / path).is_file():
+            raise DatasetError(f"{where}: field {name!r} = {path!r}: no such file {str(root / path)!r}")
+        paths.append(path)
+    value = record["centroids_3d"]
+    accepted = f"a list of {boxes} points [x, y, z] in metres (one per box), finite, with z > 0"
+    ok = isinstance(value, list) and len(value) == boxes and all(
+        isinstance(p, list) and len(p) == 3
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p)
+        and p[2] > 0
+        for p in value
+    )
+    if not ok:
+        raise DatasetError(f"{where}: field 'centroids_3d' = {_short(value)}; accepted: {accepted}")
+    return paths[0], paths[1], tuple((float(p[0]), float(p[1]), float(p[2])) for p in value)
 
 
 def _string(where: str, name: str, value: object, accepted: str) -> str:

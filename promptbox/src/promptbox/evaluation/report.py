@@ -21,6 +21,12 @@ _RATES = (
     ("wrong-object rate", "wrong_object_rate"),
     ("part-of-object rate", "part_rate"),
 )
+# Shown only for datasets with depth, so the tables and JSON of others stay as they were.
+_POSE_RATES = (
+    ("found with a 3D pose", "pose_rate"),
+    ("3D centroid error m", "centroid_error_m"),
+    ("3D centroid within 1 cm", "centroid_close_rate"),
+)
 _LABEL_WIDTH, _CELL_WIDTH, _VALUE_WIDTH = 26, 22, 8  # 26 + 3 modes x 22 = 92 columns
 
 
@@ -42,6 +48,7 @@ class Report:
     tags: tuple[str, ...]  # "all" first, then the dataset's tags sorted
     per_mode: dict[str, dict[str, TagReport]]
     frame_embedding_ms: Latency | None
+    depth: bool = False  # some query has depth: the 3D rows are reported
 
     @property
     def marks(self) -> str:
@@ -75,6 +82,7 @@ def build_report(run: EvalRun) -> Report:
         tags=tags,
         per_mode=per_mode,
         frame_embedding_ms=latency(run.frame_embedding_ms),
+        depth=any(query.depth is not None for query in run.dataset.queries),
     )
 
 
@@ -96,7 +104,7 @@ def format_table(report: Report) -> str:
         first = report.per_mode[report.modes[0]][tag].metrics
         lines.append(f"{tag}: {_plural(first.queries, 'query', 'queries')}, {first.present} present, "
                      f"{first.absent} absent")
-        for label, name in _RATES:
+        for label, name in _rates(report):
             cells = [_cell(getattr(report.per_mode[mode][tag].metrics, name)) for mode in report.modes]
             lines.append(_row(f"  {label}", cells))
         cells = [_latency_cell(report.per_mode[mode][tag].latency_ms.get("total")) for mode in report.modes]
@@ -121,17 +129,21 @@ def report_dict(report: Report) -> dict:
         "queries": report.queries,
         "frames": report.frames,
         "modes": {
-            mode: {tag: _tag_dict(tag_report) for tag, tag_report in report.per_mode[mode].items()}
+            mode: {tag: _tag_dict(tag_report, _rates(report)) for tag, tag_report in report.per_mode[mode].items()}
             for mode in report.modes
         },
         "frame_embedding_ms": _latency_dict(report.frame_embedding_ms),
     }
 
 
-def _tag_dict(tag_report: TagReport) -> dict:
+def _rates(report: Report) -> tuple[tuple[str, str], ...]:
+    return _RATES + _POSE_RATES if report.depth else _RATES
+
+
+def _tag_dict(tag_report: TagReport, rates: tuple[tuple[str, str], ...] = _RATES) -> dict:
     metrics = tag_report.metrics
     payload: dict = {"queries": metrics.queries, "present": metrics.present, "absent": metrics.absent}
-    for _, name in _RATES:
+    for _, name in rates:
         value = getattr(metrics, name)
         if isinstance(value, Counted):
             payload[name] = {"value": value.value, "hits": value.hits, "total": value.total}

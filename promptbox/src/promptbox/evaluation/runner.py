@@ -1,4 +1,5 @@
-"""Run a Locator over a dataset: each frame is embedded once and reused by all its commands in all modes."""
+"""Run a Locator over a dataset: each frame is embedded once and reused by all its commands in all modes. Where the
+dataset has depth, each found answer's mask also goes through depth.target_from_depth, and the 3D side is judged."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from promptbox.camera import Intrinsics
 from promptbox.config import MODES
+from promptbox.depth import NoPose, Target3D, target_from_depth
 from promptbox.detection import Detection, NotFound
 from promptbox.evaluation.dataset import Box, Dataset, Query
-from promptbox.evaluation.metrics import Outcome, judge, mask_iou
+from promptbox.evaluation.metrics import Outcome, PoseJudgement, centroid_error, judge, mask_iou
 
 Progress = Callable[[int, int, str], None]  # (frames done, frames in all, image name)
 
@@ -41,6 +44,7 @@ class QueryResult:
     score: float  # the answer's score, or the best candidate's when not found (0 when there was none)
     outcome: Outcome
     timings_ms: dict[str, float] = field(default_factory=dict)
+    target_3d: Target3D | NoPose | None = None  # None: no depth for the query, or no box answered
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ def run_eval(
     for done, (name, queries) in enumerate(frames.items(), start=1):
         image = dataset.load_image(name)
         truth_masks = [dataset.load_mask(query, image.shape[:2]) for query in queries]
+        depths = [_depth(dataset, query, image.shape[:2]) for query in queries]
         frame = None
         if needs_frame:
             started = time.perf_counter()
@@ -96,11 +101,11 @@ def run_eval(
             embedding_ms.append((time.perf_counter() - started) * 1000.0)
         for mode in modes:
             mode_locator = per_mode[mode]
-            for query, truth_mask in zip(queries, truth_masks, strict=True):
+            for query, truth_mask, depth in zip(queries, truth_masks, depths, strict=True):
                 result = mode_locator.locate(
                     image, query.command, min_score=min_score, frame=None if mode == "upstream" else frame
                 )
-                results.append(_judged(query, mode, result, truth_mask))
+                results.append(_judged(query, mode, result, truth_mask, depth))
         if on_frame is not None:
             on_frame(done, len(frames), name)
     return EvalRun(
@@ -114,15 +119,42 @@ def run_eval(
     )
 
 
-def _judged(query: Query, mode: str, result: Detection | NotFound, truth_mask: np.ndarray | None) -> QueryResult:
+Depth = tuple[np.ndarray, str, Intrinsics]  # the depth image, its encoding, the camera
+
+
+def _depth(dataset: Dataset, query: Query, shape: tuple[int, int]) -> Depth | None:
+    loaded = dataset.load_depth(query, shape)
+    intrinsics = dataset.load_intrinsics(query)
+    if loaded is None or intrinsics is None:
+        return None
+    return loaded[0], loaded[1], intrinsics
+
+
+def _judged(query: Query, mode: str, result: Detection | NotFound, truth_mask: np.ndarray | None,
+            depth: Depth | None = None) -> QueryResult:
+    target: Target3D | NoPose | None = None
+    pose = None
     if isinstance(result, Detection):
         answer: Box | None = tuple(float(v) for v in result.box_xyxy)
         score = float(result.score)
         overlap = None
         if truth_mask is not None and result.mask is not None and not query.absent:
             overlap = mask_iou(np.asarray(result.mask, bool), truth_mask)
+        if depth is not None and not query.absent:
+            target, pose = _pose(query, answer, result.mask, depth)
     else:
         answer, overlap = None, None
         score = float(result.best.score) if result.best is not None else 0.0
-    outcome = judge(query.boxes, answer, query.objects, overlap)
-    return QueryResult(query, mode, answer, score, outcome, dict(result.timings_ms))
+    outcome = judge(query.boxes, answer, query.objects, overlap, pose)
+    return QueryResult(query, mode, answer, score, outcome, dict(result.timings_ms), target)
+
+
+def _pose(query: Query, answer: Box, mask: np.ndarray | None, depth: Depth
+          ) -> tuple[Target3D | NoPose, PoseJudgement]:
+    if mask is None:
+        return NoPose("the answer has no mask"), PoseJudgement(False)
+    target = target_from_depth(np.asarray(mask, bool), *depth)
+    if not isinstance(target, Target3D) or not query.centroids_3d:
+        return target, PoseJudgement(target.has_pose)
+    # judge() drops the error again when the answer is not correct: only the right object's 3D error is meaningful.
+    return target, PoseJudgement(True, centroid_error(answer, target.centroid_m, query.boxes, query.centroids_3d))
