@@ -9,6 +9,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from promptbox.camera import Intrinsics
+    from promptbox.depth import NoPose, Target3D
+    from promptbox.detection import Detection, NotFound
 
 EXIT_FOUND, EXIT_ERROR, EXIT_NOT_FOUND = 0, 2, 3
 
@@ -67,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
         help="IMAGE is a scene of this `promptbox world generate` folder: its exact masks stand in for MobileSAM's "
         "network (world demos while world MobileSAM weights don't exist; marked)",
     )
+    locate.add_argument("--depth", type=Path, metavar="DEPTH",
+                        help="depth aligned to IMAGE (16-bit PNG/TIFF in mm, or 32-bit float TIFF in m): adds the "
+                        "object's 3D centroid and extent in the camera optical frame; needs --camera-info")
+    locate.add_argument("--camera-info", type=Path, metavar="INFO_JSON",
+                        help="the camera's sensor_msgs/CameraInfo as JSON (width, height, k, optional p, d, "
+                        "distortion_model); K (and D) is used unless --rectified")
+    locate.add_argument("--rectified", action="store_true",
+                        help="IMAGE and DEPTH are rectified (image_rect): use CameraInfo's P instead of K and D")
     locate.set_defaults(run=_run_locate)
 
     weights_cmd = sub.add_parser("weights", help="check or fetch the model checkpoints")
@@ -111,6 +127,7 @@ def _run_locate(args: argparse.Namespace) -> int:
     image = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     try:
         parse(args.text)  # refuse a bad command before spending seconds on loading models
+        depth = _depth_inputs(args, image.shape[:2])  # and bad depth input too
         overrides = _amg_overrides(args.amg)
         config = LocatorConfig(
             sam_checkpoint=args.sam_checkpoint,
@@ -138,14 +155,52 @@ def _run_locate(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(args.out), cv2.cvtColor(draw(image, result), cv2.COLOR_RGB2BGR))
+    target = None if depth is None else _target_3d(result, depth)
     if args.json:
         payload = result.to_dict()
         payload["image"] = {"path": args.image, "width": image.shape[1], "height": image.shape[0]}
         payload["command"] = args.text
+        if target is not None:
+            payload["target_3d"] = target.to_dict()
         print(json.dumps(payload, indent=2))
     else:
         print(summary(result))
+        if target is not None:
+            print(target.summary())
     return EXIT_FOUND if result.found else EXIT_NOT_FOUND
+
+
+def _depth_inputs(args: argparse.Namespace, shape: tuple[int, int]) -> tuple[np.ndarray, str, Intrinsics] | None:
+    """(depth, encoding, intrinsics) from --depth and --camera-info, checked against the image; None without them."""
+    from promptbox.camera import from_camera_info, read_camera_info
+    from promptbox.depth import read_depth
+
+    if args.depth is None and args.camera_info is None:
+        if args.rectified:
+            raise ValueError("--rectified applies to --depth and --camera-info; accepted: all three, or neither")
+        return None
+    if args.depth is None or args.camera_info is None:
+        given, missing = ("--depth", "--camera-info") if args.depth is not None else ("--camera-info", "--depth")
+        raise ValueError(f"{given} without {missing}; accepted: --depth DEPTH --camera-info INFO_JSON together")
+    depth, encoding = read_depth(args.depth)
+    if depth.shape != tuple(shape):
+        raise ValueError(f"--depth {str(args.depth)!r} is {depth.shape[1]}x{depth.shape[0]} but the image is "
+                         f"{shape[1]}x{shape[0]}; accepted: depth aligned to the image, of its size")
+    intrinsics = from_camera_info(read_camera_info(args.camera_info), rectified=args.rectified)
+    if (intrinsics.width, intrinsics.height) != (shape[1], shape[0]):
+        raise ValueError(f"--camera-info {str(args.camera_info)!r} is for {intrinsics.width}x{intrinsics.height} "
+                         f"but the image is {shape[1]}x{shape[0]}; accepted: the camera_info of this image's camera")
+    return depth, encoding, intrinsics
+
+
+def _target_3d(result: Detection | NotFound, depth: tuple[np.ndarray, str, Intrinsics]) -> Target3D | NoPose:
+    from promptbox.depth import NoPose, target_from_depth
+
+    if not result.found:
+        return NoPose("nothing was found in the image")
+    if result.mask is None:
+        return NoPose("the answer has no mask")
+    return target_from_depth(result.mask, *depth)
 
 
 def _amg_overrides(pairs: list[str]) -> dict[str, float | int]:

@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         "(not real-world accuracy).",
     )
     sub = parser.add_subparsers(dest="action")
-    gen = sub.add_parser("generate", help="write OUT/images, OUT/masks and OUT/labels.jsonl for `promptbox eval`")
+    gen = sub.add_parser("generate", help="write OUT/images, OUT/masks, OUT/depth, OUT/camera_info.json and "
+                         "OUT/labels.jsonl for `promptbox eval`")
     gen.add_argument("out", type=Path, help="output folder (created; existing files of the same names are replaced)")
     gen.add_argument("--scenes", type=_count, default=50, help="number of scenes (default 50)")
     gen.add_argument("--seed", type=int, default=0, help="scene stream; the same seed gives the same bytes")
