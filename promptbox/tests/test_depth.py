@@ -67,6 +67,27 @@ def test_box_on_a_plane_lands_within_1_cm_of_the_truth(camera: Intrinsics, scene
     assert target.valid_fraction == 1.0 and not target.clipped and target.intrinsics == "K"
 
 
+@pytest.mark.parametrize("tilt_deg", [30, 60])
+def test_a_tilted_face_lands_within_1_cm_and_keeps_its_depth_spread(camera: Intrinsics, tilt_deg: int) -> None:
+    """A 10 x 10 cm square centred at (0.05, 0, 0.7), tilted about x, in front of a wall at 1 m: perspective makes
+    its near half bigger in the image, and its depth spans centimetres, which must not be cut as outliers."""
+    tilt = np.radians(tilt_deg)
+    centre = np.array([0.05, 0.0, 0.7])
+    normal, across = np.array([0.0, np.sin(tilt), -np.cos(tilt)]), np.array([0.0, np.cos(tilt), np.sin(tilt)])
+    vs, us = np.mgrid[0:H, 0:W].astype(np.float64)
+    x, y = camera.normalized(us, vs)
+    rays = np.stack([x, y, np.ones_like(x)], axis=-1)
+    t = (normal @ centre) / (rays @ normal)  # distance along each ray to the face's plane = depth (ray z is 1)
+    offset = t[..., None] * rays - centre
+    mask = (np.abs(offset[..., 0]) <= 0.05) & (np.abs(offset @ across) <= 0.05)
+    depth = np.where(mask, t, 1.0)
+    target = target_from_depth(mask, mm(depth), "16UC1", camera)
+    assert isinstance(target, Target3D)
+    assert np.linalg.norm(np.array(target.centroid_m) - centre) < 0.01
+    seen_depth = 0.1 * np.sin(tilt)  # the face's extent along z
+    assert abs(target.extent_m[2] - seen_depth) < 0.2 * seen_depth and abs(target.extent_m[0] - 0.1) < 0.01
+
+
 def test_the_mask_not_the_box_decides_the_depth(camera: Intrinsics, scene) -> None:
     """A mask grown 4 px onto the table (a loose SAM edge) keeps the centroid and the size: table pixels drop out."""
     depth, mask = scene
@@ -104,6 +125,8 @@ def test_millimetres_and_metres_agree_and_a_wrong_encoding_is_refused(camera: In
         target_from_depth(mask, mm(depth), "32FC1", camera)
     with pytest.raises(ValueError, match=r"encoding 'mono8' is not supported; accepted: 16UC1"):
         target_from_depth(mask, mm(depth), "mono8", camera)
+    with pytest.raises(ValueError, match=r"dtype >u2 does not match encoding '16UC1'"):  # a big-endian message
+        target_from_depth(mask, mm(depth).astype(">u2"), "16UC1", camera)
     with pytest.raises(ValueError, match=r"shape \(480, 640, 3\) is not HxW"):
         depth_metres(np.zeros((480, 640, 3), np.uint16), "16UC1")
 
