@@ -26,7 +26,7 @@ setup(
     extras_require={"test": ["pytest"]},
     entry_points={
         "console_scripts": [
-            "locate_node = promptbox_ros.locate_node:main",
+            "locate_node = promptbox_ros.main:main",
         ],
     },
 )

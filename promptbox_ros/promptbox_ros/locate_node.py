@@ -1,31 +1,29 @@
 """locate_node: the `locate` action over the newest camera frame. ROS plumbing only; the models live in promptbox.
 
-Threads: the image subscriptions, the action server and the background embedding each have their own callback group,
-and the node spins on a MultiThreadedExecutor with enough threads that frames keep arriving while a goal runs.
-One goal runs at a time; `goal_policy` says whether a newer goal queues behind it or preempts it.
+A managed (lifecycle) node: configure reads and checks the parameters and loads the models, activate starts the
+camera subscription and the action server, deactivate ends the goals and stops both, cleanup frees the models.
+Threads: the image subscription, the action server and the background embedding each have their own callback group,
+so frames keep arriving while a goal runs. One goal runs at a time; `goal_policy` says whether a newer goal queues
+behind it or preempts it.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 import traceback
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
-import rclpy
 from promptbox_interfaces.action import Locate
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
@@ -33,7 +31,6 @@ from vision_msgs.msg import Detection2D, Detection2DArray
 
 from promptbox.annotate import draw
 from promptbox.command import parse
-from promptbox.config import AmgSettings, LocatorConfig
 from promptbox.detection import RANDOM_WEIGHTS_TAG, Detection, NotFound, summary
 from promptbox.locator import Locator
 from promptbox.weights import WeightsError
@@ -48,47 +45,24 @@ from promptbox_ros.images import (
     mask_to_image,
     rgb_to_image,
 )
+from promptbox_ros.parameters import PARAMETERS, check, locator_config
 
-GOAL_POLICIES = ("queue", "preempt")
-EXECUTOR_THREADS = 4  # images, the running goal, goal/cancel requests, background embedding
+__all__ = ["EXECUTOR_THREADS", "LocateNode", "RANDOM_WEIGHTS_TAG"]
+
+EXECUTOR_THREADS = 4  # images, the running goal, goal/cancel requests and lifecycle services, background embedding
 _POLL_S = 0.1  # how often a waiting goal looks for a cancel or a preemption
-
-_CORE = LocatorConfig()
-_AMG = AmgSettings()
-# name -> (default, description). The type is the default's; every parameter is read once, at start-up.
-PARAMETERS: dict[str, tuple[object, str]] = {
-    "sam_checkpoint": ("", "path to mobile_sam.pt; empty: $PROMPTBOX_WEIGHTS_DIR, then the Hugging Face cache"),
-    "clip_model": (_CORE.clip_model, "CLIP model: tinyclip-61m, tinyclip-8m, clip-b32, a Hugging Face id or a dir"),
-    "device": (_CORE.device, "torch device: cpu, cuda or cuda:N"),
-    "encoder_backend": (_CORE.encoder_backend, "MobileSAM image encoder: torch or onnx"),
-    "threads": (0, "torch intra-op threads; 0: torch's default"),
-    "allow_random_weights": (False, "run on random-init models when checkpoints are missing (plumbing tests only)"),
-    "mode": (_CORE.mode, "exact: the AMG mask set with less work; fast: text-guided point prompts"),
-    "fast_points": (_CORE.fast_points, "fast mode: point prompts placed at text-similarity peaks"),
-    "min_score": (_CORE.min_score, "calibrated confidence below which the answer is not found (goal.min_score 0)"),
-    "top_k": (_CORE.top_k, "alternatives published on `candidates` besides the chosen object"),
-    "part_margin": (_CORE.part_margin, "a whole object beats its part when its similarity is within this margin"),
-    "amg.points_per_side": (_AMG.points_per_side, "automatic mask generator (mode exact): prompt grid per side"),
-    "amg.points_per_batch": (_AMG.points_per_batch, "prompts decoded per batch"),
-    "amg.pred_iou_thresh": (_AMG.pred_iou_thresh, "drop masks whose predicted IoU is below this"),
-    "amg.stability_score_thresh": (_AMG.stability_score_thresh, "drop masks whose stability score is below this"),
-    "amg.stability_score_offset": (_AMG.stability_score_offset, "logit offset of the stability score"),
-    "amg.box_nms_thresh": (_AMG.box_nms_thresh, "box IoU above which overlapping masks are suppressed"),
-    "amg.crop_n_layers": (_AMG.crop_n_layers, "extra crop layers; 0: the whole image only"),
-    "amg.crop_nms_thresh": (_AMG.crop_nms_thresh, "box NMS between crops"),
-    "amg.crop_overlap_ratio": (_AMG.crop_overlap_ratio, "overlap of neighbouring crops"),
-    "amg.crop_n_points_downscale_factor": (_AMG.crop_n_points_downscale_factor, "prompt grid reduction per crop layer"),
-    "amg.min_mask_region_area": (_AMG.min_mask_region_area, "remove islands and holes smaller than this (pixels)"),
-    "goal_policy": ("queue", "queue: a new goal waits for the running one; preempt: it aborts the running one"),
-    "image_timeout_s": (2.0, "seconds a goal waits for a first camera frame before it aborts"),
-    "precompute_embedding": (False, "embed each new frame while idle so a goal on that frame skips the encoder"),
-    "publish_debug_image": (True, "draw and publish debug_image (only while it has subscribers)"),
-    "warmup": (True, "run each model once at start-up so the first goal is not the slow one"),
-}
+_STOP_WAIT_S = 10.0  # deactivate waits this long for the running goal to end at its next check
+_CORE_RANDOM_HINT = "or use --random-weights / allow_random_weights=True for plumbing checks only"
+_ROS_RANDOM_HINT = (
+    "or, for plumbing checks only, allow random-init models: "
+    "`ros2 launch promptbox_ros locate.launch.py allow_random_weights:=true`, "
+    "`ros2 run promptbox_ros locate_node --ros-args -p allow_random_weights:=true`, "
+    "or `allow_random_weights: true` in the params file"
+)
 
 
 class _Stop(Exception):
-    """Raised between stages to end a goal early; `canceled` says how it ends."""
+    """Raised at a check point to end a goal early; `canceled` says how it ends."""
 
     def __init__(self, message: str, canceled: bool) -> None:
         super().__init__(message)
@@ -104,8 +78,12 @@ class _Frame:
         self.header: Header = msg.header
         self.source = source  # the resolved topic, or "goal.image"
         self.serial = serial  # 0 for a goal's own image; camera frames count up from 1
+        self.arrived = time.monotonic()
         self._convert = convert
         self._rgb: np.ndarray | None = None
+
+    def age(self) -> float:
+        return time.monotonic() - self.arrived
 
     def rgb(self) -> np.ndarray:
         if self._rgb is None:
@@ -116,37 +94,46 @@ class _Frame:
 @dataclass
 class _Job:
     handle: ServerGoalHandle
+    target: str  # the parsed phrase, reported however the goal ends
+    accepted_serial: int  # the newest camera frame's serial when the goal was accepted
     preempted: threading.Event = field(default_factory=threading.Event)
+    ends_early: str = ""  # set for a goal dropped from the queue: it ends at once with this message
 
 
-class LocateNode(Node):
-    """Serves `locate`, subscribes to `image` and `image/compressed`, publishes `detection`, `candidates` and
+def _goal_key(handle: ServerGoalHandle) -> bytes:
+    return bytes(handle.goal_id.uuid)
+
+
+def _ros_weights_message(message: str) -> str:
+    """The core's missing-weights message with the ROS ways to allow random weights instead of the Python one."""
+    if _CORE_RANDOM_HINT in message:
+        return message.replace(_CORE_RANDOM_HINT, _ROS_RANDOM_HINT)
+    return f"{message}\n{_ROS_RANDOM_HINT[0].upper()}{_ROS_RANDOM_HINT[1:]}."
+
+
+def _phrase(command: str) -> str:
+    try:
+        return parse(command).phrase
+    except (ValueError, TypeError):
+        return ""
+
+
+class LocateNode(LifecycleNode):
+    """Serves `locate`, subscribes to `image` (or `<image>/compressed`), publishes `detection`, `candidates` and
     `debug_image`. `locator` shares an already loaded Locator (several nodes in one process, tests); its config
     then wins over the model parameters."""
 
     def __init__(self, *, locator: Locator | None = None, **node_kwargs) -> None:
         super().__init__("locate_node", **node_kwargs)
-        params = self._declare_parameters()
-        config = self._locator_config(params)
-        self._goal_policy = str(params["goal_policy"])
-        if self._goal_policy not in GOAL_POLICIES:
-            accepted = ", ".join(GOAL_POLICIES)
-            raise ValueError(f"goal_policy={self._goal_policy!r} is not supported; accepted: {accepted}")
-        self._image_timeout_s = float(params["image_timeout_s"])
-        if not self._image_timeout_s > 0:
-            raise ValueError(f"image_timeout_s={self._image_timeout_s!r} must be above 0")
-        self._min_score = config.min_score
-        self._publish_debug = bool(params["publish_debug_image"])
+        self._shared_locator = locator
+        for name, spec in PARAMETERS.items():
+            self.declare_parameter(name, spec.default, ParameterDescriptor(description=spec.description))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.autostart = bool(self.get_parameter("autostart").value)
+        self.start_error = ""  # why the last configure or activate failed
 
-        started = time.perf_counter()
-        self._locator = locator if locator is not None else Locator(config)  # WeightsError: main() reports it
-        if params["warmup"]:
-            self._locator.warm_up()
-        self._random = self._locator.random_weights
-        self.get_logger().info(f"{self._locator.describe()}; ready in {time.perf_counter() - started:.1f} s")
-        if self._random:
-            self.get_logger().warning(f"models are random-init: every result message starts with {RANDOM_WEIGHTS_TAG}")
-
+        self._locator: Locator | None = None
+        self._values: dict[str, object] = {}
         self._frame_cond = threading.Condition()
         self._latest: _Frame | None = None
         self._serial = 0
@@ -156,23 +143,64 @@ class LocateNode(Node):
         self._goals_lock = threading.Lock()
         self._active: _Job | None = None
         self._waiting: deque[_Job] = deque()
+        self._jobs: dict[bytes, _Job] = {}
         self._inference_lock = threading.Lock()  # one model call at a time: a goal or a background embedding
         self._prepared: tuple[int, object] | None = None  # (frame serial, FrameEmbedding)
-        self._closing = threading.Event()
+        self._stop_reason = ""  # set while deactivating or closing: running goals end at their next check
+        self._image_sub = None
+        self._server: ActionServer | None = None
+        self._timer = None
+        self._publishers: list = []
 
-        # Own callback groups, so a running goal never holds up frames and a new goal can preempt a running one.
-        images = MutuallyExclusiveCallbackGroup()
-        actions = ReentrantCallbackGroup()
-        background = MutuallyExclusiveCallbackGroup()
-        self._image_sub = self.create_subscription(
-            Image, "image", self._on_image, qos_profile_sensor_data, callback_group=images
-        )
-        self._compressed_sub = self.create_subscription(
-            CompressedImage, "image/compressed", self._on_compressed, qos_profile_sensor_data, callback_group=images
-        )
+    # --- lifecycle --------------------------------------------------------------------------------------------
+
+    def start(self) -> bool:
+        """Configure and activate (what `autostart` does); False with `start_error` set when either fails."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            return False
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            self.start_error = self.start_error or "activate failed"
+            return False
+        return True
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.start_error = ""
+        started = time.perf_counter()
+        try:
+            values = {name: self.get_parameter(name).value for name in PARAMETERS}
+            check(values)
+            config = locator_config(values)
+            locator = self._shared_locator if self._shared_locator is not None else Locator(config)
+            if values["warmup"]:
+                locator.warm_up()
+        except WeightsError as error:
+            return self._failed(_ros_weights_message(str(error)))
+        except ValueError as error:
+            return self._failed(str(error))
+        self._values, self._locator = values, locator
+        self.get_logger().info(f"{locator.describe()}; ready in {time.perf_counter() - started:.1f} s")
+        if locator.random_weights:
+            self.get_logger().warning(f"models are random-init: every result message starts with {RANDOM_WEIGHTS_TAG}")
         self._detection_pub = self.create_publisher(Detection2D, "detection", 10)
         self._candidates_pub = self.create_publisher(Detection2DArray, "candidates", 10)
         self._debug_pub = self.create_publisher(Image, "debug_image", 2)  # reliable: any subscriber QoS matches
+        self._publishers = [self._detection_pub, self._candidates_pub, self._debug_pub]
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_reason = ""
+        # Own callback groups, so a running goal never holds up frames and a new goal can preempt a running one.
+        images = MutuallyExclusiveCallbackGroup()
+        if self._values["image_transport"] == "compressed":
+            # image_transport's convention: the compressed stream of `image` is `<resolved image>/compressed`.
+            topic = self.resolve_topic_name("image") + "/compressed"
+            self._image_sub = self.create_subscription(
+                CompressedImage, topic, self._on_compressed, qos_profile_sensor_data, callback_group=images
+            )
+        else:
+            self._image_sub = self.create_subscription(
+                Image, "image", self._on_image, qos_profile_sensor_data, callback_group=images
+            )
         self._server = ActionServer(
             self,
             Locate,
@@ -180,58 +208,105 @@ class LocateNode(Node):
             execute_callback=self._execute,
             goal_callback=self._on_goal,
             handle_accepted_callback=self._on_accepted,
-            cancel_callback=lambda _handle: CancelResponse.ACCEPT,
-            callback_group=actions,
+            cancel_callback=self._on_cancel,
+            callback_group=ReentrantCallbackGroup(),
         )
-        if params["precompute_embedding"]:
-            self.create_timer(0.05, self._precompute, callback_group=background)
+        if self._values["precompute_embedding"]:
+            self._timer = self.create_timer(0.05, self._precompute, callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(
-            f"serving {self._server_name()} on frames from {self._image_sub.topic_name} and "
-            f"{self._compressed_sub.topic_name} (goal_policy {self._goal_policy})"
+            f"active: serving {self._server_name()} on frames from {self._image_sub.topic_name} "
+            f"({self._values['image_transport']}; goal_policy {self._values['goal_policy']})"
         )
+        return TransitionCallbackReturn.SUCCESS
 
-    # --- start-up ---------------------------------------------------------------------------------------------
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_goals("the node is deactivating")
+        self._stop_serving()
+        self.get_logger().info("inactive: the action server and the camera subscription are stopped")
+        return TransitionCallbackReturn.SUCCESS
 
-    def _declare_parameters(self) -> dict[str, object]:
-        values = {}
-        for name, (default, description) in PARAMETERS.items():
-            descriptor = ParameterDescriptor(description=description, read_only=True)
-            values[name] = self.declare_parameter(name, default, descriptor).value
-        return values
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._free()
+        self.get_logger().info("unconfigured: models freed")
+        return TransitionCallbackReturn.SUCCESS
 
-    @staticmethod
-    def _locator_config(params: dict[str, object]) -> LocatorConfig:
-        amg = AmgSettings(**{f.name: params[f"amg.{f.name}"] for f in fields(AmgSettings)})
-        return LocatorConfig(
-            sam_checkpoint=str(params["sam_checkpoint"]) or None,
-            clip_model=str(params["clip_model"]),
-            device=str(params["device"]),
-            mode=str(params["mode"]),
-            amg=amg,
-            min_score=float(params["min_score"]),
-            top_k=int(params["top_k"]),
-            part_margin=float(params["part_margin"]),
-            fast_points=int(params["fast_points"]),
-            encoder_backend=str(params["encoder_backend"]),
-            allow_random_weights=bool(params["allow_random_weights"]),
-            threads=int(params["threads"]) or None,
-        )
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.close()
+        return TransitionCallbackReturn.SUCCESS
 
-    def _server_name(self) -> str:
-        namespace = self.get_namespace().rstrip("/")
-        return f"{namespace}/locate"
+    def _failed(self, message: str) -> TransitionCallbackReturn:
+        self.start_error = message
+        self.get_logger().error(f"configure failed: {message}")
+        return TransitionCallbackReturn.FAILURE
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        # Parameters are read at configure; a change on a configured node would silently do nothing.
+        if self._locator is not None:
+            names = ", ".join(p.name for p in params)
+            return SetParametersResult(
+                successful=False,
+                reason=f"{names}: locate_node reads its parameters at configure; deactivate and clean up first",
+            )
+        return SetParametersResult(successful=True)
+
+    def _stop_goals(self, reason: str) -> None:
+        """End the running goal at its next check and every queued goal at once; wait for the running one."""
+        self._stop_reason = reason
+        with self._goals_lock:
+            dropped = list(self._waiting)
+            self._waiting.clear()
+            for job in dropped:
+                job.ends_early = reason
+        for job in dropped:
+            job.handle.execute()
+        deadline = time.monotonic() + _STOP_WAIT_S
+        while self._active is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self._active is not None:
+            self.get_logger().warning(f"the running goal did not end within {_STOP_WAIT_S:g} s of: {reason}")
+
+    def _stop_serving(self) -> None:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        if self._server is not None:
+            self._server.destroy()
+            self._server = None
+        if self._image_sub is not None:
+            self.destroy_subscription(self._image_sub)
+            self._image_sub = None
+        with self._frame_cond:
+            self._latest = None  # a frame from before the pause is not "the newest" after it
+        self._prepared = None
+
+    def _free(self) -> None:
+        for publisher in self._publishers:
+            self.destroy_publisher(publisher)
+        self._publishers = []
+        self._locator = None  # the shared one stays with its owner
+        self._values = {}
+
+    def close(self) -> None:
+        """End running and waiting goals and stop serving; call before shutting the executor down."""
+        self._stop_goals("the node is shutting down")
+        self._stop_serving()
+        self._free()
 
     # --- frames -----------------------------------------------------------------------------------------------
 
     def _on_image(self, msg: Image) -> None:
-        self._keep(msg, check_image, image_to_rgb, self._image_sub.topic_name)
+        self._keep(msg, check_image, image_to_rgb)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
-        self._keep(msg, check_compressed, compressed_to_rgb, self._compressed_sub.topic_name)
+        self._keep(msg, check_compressed, compressed_to_rgb)
 
-    def _keep(self, msg, check, convert, topic: str) -> None:
+    def _keep(self, msg, check_msg, convert) -> None:
+        subscription = self._image_sub
+        if subscription is None:
+            return
+        topic = subscription.topic_name
         try:
-            check(msg, "image")
+            check_msg(msg, "image")
         except ImageError as error:
             self._drop(topic, error)
             return
@@ -265,16 +340,17 @@ class LocateNode(Node):
 
     def _precompute(self) -> None:
         """While idle, embed the newest frame so a goal on it starts at the proposals."""
-        frame = self._latest
-        prepared = self._prepared
-        if frame is None or (prepared is not None and prepared[0] == frame.serial) or self._active is not None:
+        frame, prepared, locator = self._latest, self._prepared, self._locator
+        if frame is None or locator is None or self._active is not None:
+            return
+        if prepared is not None and prepared[0] == frame.serial:
             return
         if not self._inference_lock.acquire(blocking=False):
             return
         try:
             frame = self._latest
             if frame is not None and self._usable(frame):
-                self._prepared = (frame.serial, self._locator.prepare(frame.rgb()))
+                self._prepared = (frame.serial, locator.prepare(frame.rgb()))
         except Exception as error:  # noqa: BLE001 - a failed background pass must not kill the timer
             self.get_logger().error(f"background embedding failed: {error}", throttle_duration_sec=10.0)
         finally:
@@ -284,6 +360,9 @@ class LocateNode(Node):
 
     def _on_goal(self, goal: Locate.Goal) -> GoalResponse:
         # Checks only: a rejected goal leaves no trace in the node's state.
+        if self._stop_reason:
+            self.get_logger().warning(f"rejected a locate goal: {self._stop_reason}")
+            return GoalResponse.REJECT
         try:
             parse(goal.command)
             if not 0.0 <= goal.min_score <= 1.0:
@@ -294,23 +373,44 @@ class LocateNode(Node):
         return GoalResponse.ACCEPT
 
     def _on_accepted(self, handle: ServerGoalHandle) -> None:
-        job = _Job(handle)
+        job = _Job(handle, _phrase(handle.request.command), self._serial)
+        dropped: list[_Job] = []
         with self._goals_lock:
-            if self._goal_policy == "preempt":
-                for older in (self._active, *self._waiting):
-                    if older is not None:
-                        older.preempted.set()
+            self._jobs[_goal_key(handle)] = job
+            if self._values.get("goal_policy") == "preempt":
+                if self._active is not None:
+                    self._active.preempted.set()
+                dropped = list(self._waiting)
+                self._waiting.clear()
+                for older in dropped:
+                    older.ends_early = "preempted by a newer goal (goal_policy: preempt)"
             start = self._active is None
             if start:
                 self._active = job
             else:
                 self._waiting.append(job)
+        for older in dropped:
+            older.handle.execute()
         if start:
             handle.execute()
 
+    def _on_cancel(self, handle: ServerGoalHandle) -> CancelResponse:
+        # A queued goal ends now; the running one stops at its next check (between decode batches at the latest).
+        with self._goals_lock:
+            job = self._jobs.get(_goal_key(handle))
+            queued = job is not None and job in self._waiting
+            if queued:
+                self._waiting.remove(job)
+                job.ends_early = "canceled while queued"
+        if queued:
+            handle.execute()
+        return CancelResponse.ACCEPT
+
     def _execute(self, handle: ServerGoalHandle) -> Locate.Result:
-        job = self._active
-        assert job is not None and job.handle == handle, "goals execute one at a time, in order"
+        with self._goals_lock:
+            job = self._jobs.pop(_goal_key(handle))
+        if job.ends_early:
+            return self._end_early(job)
         try:
             return self._run(job)
         finally:
@@ -320,21 +420,36 @@ class LocateNode(Node):
             if following is not None:
                 following.handle.execute()
 
+    def _end_early(self, job: _Job) -> Locate.Result:
+        result = Locate.Result(target=job.target, message=self._tagged(job.ends_early))
+        handle = job.handle
+        if job.ends_early.startswith("canceled"):
+            # The server marks the goal canceling only after the cancel callback returns.
+            deadline = time.monotonic() + 2.0
+            while not handle.is_cancel_requested and time.monotonic() < deadline:
+                time.sleep(0.005)
+        if handle.is_cancel_requested:
+            handle.canceled()
+        else:
+            handle.abort()
+        self.get_logger().info(f"locate {handle.request.command!r}: {job.ends_early}")
+        return result
+
     def _run(self, job: _Job) -> Locate.Result:
         handle = job.handle
         goal: Locate.Goal = handle.request
-        result = Locate.Result()
+        result = Locate.Result(target=job.target)
         started = time.perf_counter()
         try:
             self._check_stop(job)
             self._feedback(handle, "waiting_for_image", 0.0)
-            answer, frame = self._locate(job, goal)
+            answer, frame, age = self._locate(job, goal)
         except _Stop as stop:
             result.message = self._tagged(str(stop))
             handle.canceled() if stop.canceled else handle.abort()
             self.get_logger().info(f"locate {goal.command!r}: {stop}")
             return result
-        except ValueError as error:  # no frame, a bad goal image, or a command the core refuses
+        except ValueError as error:  # no usable frame, a bad goal image, or a command the core refuses
             result.message = self._tagged(str(error))
             handle.abort()
             self.get_logger().error(f"locate {goal.command!r} aborted: {error}")
@@ -345,46 +460,63 @@ class LocateNode(Node):
             self.get_logger().error(f"locate {goal.command!r} failed:\n{traceback.format_exc()}")
             return result
 
-        self._answer(result, answer, frame, goal, time.perf_counter() - started)
+        self._answer(result, answer, frame, goal, time.perf_counter() - started, age)
         handle.succeed()
         self.get_logger().info(f"locate {goal.command!r}: {result.message}")
         return result
 
     def _wait_for_frame(self, job: _Job, deadline: float) -> _Frame:
-        """The newest usable camera frame, waiting until `deadline` (monotonic) for one."""
+        """The newest usable camera frame that is recent enough, waiting until `deadline` (monotonic) for one."""
         while True:
             with self._frame_cond:
-                while self._latest is None:
+                while (problem := self._unfit(self._latest, job)) is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise ValueError(self._no_frame_message())
+                        raise ValueError(problem)
                     self._frame_cond.wait(min(remaining, _POLL_S))
                     self._check_stop(job)
                 frame = self._latest
             if self._usable(frame):
                 return frame
 
-    def _no_frame_message(self) -> str:
-        topics = (
-            f"{self._image_sub.topic_name} (sensor_msgs/Image) or {self._compressed_sub.topic_name} "
-            "(sensor_msgs/CompressedImage)"
-        )
+    def _unfit(self, frame: _Frame | None, job: _Job) -> str | None:
+        """Why `frame` cannot answer `job` (the message if no better frame comes in time), or None."""
+        timeout = f"image_timeout_s={self._values['image_timeout_s']:g} s"
+        if frame is None:
+            return self._no_frame_message(timeout)
+        if job.handle.request.wait_for_new_frame and frame.serial <= job.accepted_serial:
+            return (
+                f"no frame arrived on {frame.source} after the goal was accepted (wait_for_new_frame) within "
+                f"{timeout}; the newest is {frame.age():.1f} s old"
+            )
+        max_age = float(self._values["max_image_age_s"])
+        if max_age > 0 and frame.age() > max_age:
+            return (
+                f"the newest frame on {frame.source} is {frame.age():.1f} s old, over max_image_age_s={max_age:g}, "
+                f"and no newer one arrived within {timeout}; is the camera still publishing?"
+            )
+        return None
+
+    def _no_frame_message(self, timeout: str) -> str:
+        topic = self._image_sub.topic_name if self._image_sub is not None else "image"
+        kind = "sensor_msgs/CompressedImage" if self._values["image_transport"] == "compressed" else "sensor_msgs/Image"
         if self._dropped:
             return (
-                f"no usable camera frame within image_timeout_s={self._image_timeout_s:g} s on {topics}: "
-                f"{self._dropped} frames were dropped as invalid since start-up, the last: {self._last_drop}"
+                f"no usable camera frame within {timeout} on {topic} ({kind}): {self._dropped} frames were dropped "
+                f"as invalid since start-up, the last: {self._last_drop}"
             )
         return (
-            f"no camera frame within image_timeout_s={self._image_timeout_s:g} s: nothing arrived on {topics}; "
-            "check that the camera publishes there, or remap image:=<camera topic>"
+            f"no camera frame within {timeout}: nothing arrived on {topic} ({kind}); check that the camera "
+            "publishes there, or remap image:=<camera topic> (image_transport: raw or compressed)"
         )
 
-    def _locate(self, job: _Job, goal: Locate.Goal) -> tuple[Detection | NotFound, _Frame]:
+    def _locate(self, job: _Job, goal: Locate.Goal) -> tuple[Detection | NotFound, _Frame, float | None]:
         def on_stage(stage: str, progress: float) -> None:
             self._check_stop(job)
             self._feedback(job.handle, stage, progress)
 
-        deadline = time.monotonic() + self._image_timeout_s
+        locator = self._locator
+        deadline = time.monotonic() + float(self._values["image_timeout_s"])
         own = _Frame(goal.image, image_to_rgb, "goal.image", 0) if goal.image.width else None
         if own is not None:
             own.rgb()  # an unusable goal image ends the goal now, without waiting for the models
@@ -393,18 +525,29 @@ class LocateNode(Node):
             self._check_stop(job)
         try:
             frame = own or self._wait_for_frame(job, deadline)  # the newest, taken once the models are free
+            age = None if own is not None else frame.age()
             prepared = self._prepared
             embedding = prepared[1] if prepared is not None and prepared[0] == frame.serial else None
-            min_score = goal.min_score if goal.min_score > 0 else self._min_score
-            answer = self._locator.locate(
-                frame.rgb(), goal.command, min_score=min_score, frame=embedding, on_stage=on_stage
-            )
+            min_score = goal.min_score if goal.min_score > 0 else float(self._values["min_score"])
+            locator.proposer.on_batch = lambda: self._check_stop(job)  # a cancel lands between decode batches
+            try:
+                answer = locator.locate(
+                    frame.rgb(), goal.command, min_score=min_score, frame=embedding, on_stage=on_stage
+                )
+            finally:
+                locator.proposer.on_batch = None
         finally:
             self._inference_lock.release()
-        return answer, frame
+        return answer, frame, age
 
     def _answer(
-        self, result: Locate.Result, answer: Detection | NotFound, frame: _Frame, goal: Locate.Goal, seconds: float
+        self,
+        result: Locate.Result,
+        answer: Detection | NotFound,
+        frame: _Frame,
+        goal: Locate.Goal,
+        seconds: float,
+        age: float | None,
     ) -> None:
         answer_id = uuid.uuid4().hex  # unique per answer, shared by detection and candidates (<id>/<rank>)
         result.found = bool(answer.found)
@@ -417,9 +560,11 @@ class LocateNode(Node):
         else:
             # No box: the header says which frame was searched, `results` stays empty.
             result.detection = Detection2D(header=frame.header, id=answer_id)
-        result.message = summary(answer, seconds)  # tagged by the answer itself when the weights are random
+        # summary() is tagged by the answer itself when the weights are random.
+        used = f"frame from {frame.source}, {age:.2f} s old" if age is not None else "frame from goal.image"
+        result.message = f"{summary(answer, seconds)}; {used}"
         self._candidates_pub.publish(candidates_to_msg(answer, frame.header, answer_id))
-        if self._publish_debug and self._debug_pub.get_subscription_count() > 0:
+        if self._values["publish_debug_image"] and self._debug_pub.get_subscription_count() > 0:
             self._debug_pub.publish(rgb_to_image(draw(frame.rgb(), answer), frame.header))
 
     def _check_stop(self, job: _Job) -> None:
@@ -427,47 +572,21 @@ class LocateNode(Node):
             raise _Stop("canceled", canceled=True)
         if job.preempted.is_set():
             raise _Stop("preempted by a newer goal (goal_policy: preempt)", canceled=False)
-        if self._closing.is_set():
-            raise _Stop("the node is shutting down", canceled=False)
+        if self._stop_reason:
+            raise _Stop(self._stop_reason, canceled=False)
 
     def _feedback(self, handle: ServerGoalHandle, stage: str, progress: float) -> None:
         handle.publish_feedback(Locate.Feedback(stage=stage, progress=float(progress)))
 
     def _tagged(self, message: str) -> str:
-        return f"{RANDOM_WEIGHTS_TAG} {message}" if self._random else message
+        random = self._locator is not None and self._locator.random_weights
+        return f"{RANDOM_WEIGHTS_TAG} {message}" if random else message
+
+    def _server_name(self) -> str:
+        namespace = self.get_namespace().rstrip("/")
+        return f"{namespace}/locate"
 
     @property
-    def locator(self) -> Locator:
-        """The loaded models, to share with another node in the same process."""
+    def locator(self) -> Locator | None:
+        """The loaded models (None until configured), to share with another node in the same process."""
         return self._locator
-
-    def close(self) -> None:
-        """End running and waiting goals at their next stage; call before shutting the executor down."""
-        self._closing.set()
-
-
-def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = LocateNode()
-    except (WeightsError, ValueError, ParameterException) as error:
-        # Same text as the CLI: which file is missing, where it looked, and the fix.
-        rclpy.logging.get_logger("locate_node").fatal(f"locate_node cannot start: {error}")
-        rclpy.try_shutdown()
-        return 1
-    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

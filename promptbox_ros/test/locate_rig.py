@@ -116,7 +116,7 @@ class Rig:
             frame = frame.copy()
             frame[:8, :8] = self._ticks % 256
         header = self.header("camera_optical", self._ticks)
-        self.camera.publish(_bgr8(frame, header))
+        self.camera.publish(bgr8(frame, header))
         self.sent.append(header)
 
     def header(self, frame_id: str, tick: int) -> Header:
@@ -144,7 +144,7 @@ class Rig:
         return [m.msg for m in self.log.snapshot() if text in m.msg]
 
 
-def _bgr8(rgb: np.ndarray, header: Header) -> Image:
+def bgr8(rgb: np.ndarray, header: Header) -> Image:
     height, width = rgb.shape[:2]
     return Image(header=header, height=height, width=width, encoding="bgr8", is_bigendian=0, step=width * 3,
                  data=np.ascontiguousarray(rgb[..., ::-1]).tobytes())

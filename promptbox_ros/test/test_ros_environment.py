@@ -12,6 +12,9 @@ import time
 import rclpy
 from rclpy.action import ActionClient, ActionServer
 from rclpy.executors import MultiThreadedExecutor
+from ros_workspace import require_workspace
+
+require_workspace()
 
 
 def test_interfaces_have_the_contract_fields():
@@ -24,6 +27,7 @@ def test_interfaces_have_the_contract_fields():
         "image": "sensor_msgs/Image",
         "min_score": "float",
         "return_mask": "boolean",
+        "wait_for_new_frame": "boolean",
     }
     assert result.get_fields_and_field_types() == {
         "found": "boolean",
@@ -43,6 +47,16 @@ def test_interfaces_have_the_contract_fields():
         "bbox": "vision_msgs/BoundingBox2D",
         "id": "string",
     }
+
+
+def test_the_real_vision_msgs_and_our_packages_from_colcon():
+    from ament_index_python.packages import get_package_prefix
+    from composition_interfaces.srv import LoadNode  # launch_ros imports it at load time
+    from vision_msgs.msg import BoundingBox3D, Detection3DArray, VisionInfo  # absent from a hand-written 2D subset
+
+    assert {LoadNode, BoundingBox3D, Detection3DArray, VisionInfo}
+    for package in ("promptbox_interfaces", "promptbox_ros"):
+        assert get_package_prefix(package).endswith(f"install/{package}"), package
 
 
 def test_locate_goal_round_trip_over_dds():

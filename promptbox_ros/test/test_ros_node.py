@@ -15,16 +15,20 @@ import time
 import cv2
 import numpy as np
 import pytest
-from action_msgs.msg import GoalStatus
-from locate_rig import HEIGHT, WIDTH, Rig, Spinning, result_of, until
-from promptbox_interfaces.action import Locate
-from rclpy.action import ActionClient
-from rclpy.parameter import Parameter
-from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Header
+from ros_workspace import require_workspace
 
-from promptbox_ros.locate_node import EXECUTOR_THREADS, RANDOM_WEIGHTS_TAG, LocateNode
+require_workspace()
+
+from action_msgs.msg import GoalStatus  # noqa: E402
+from locate_rig import HEIGHT, WIDTH, Rig, Spinning, result_of, until  # noqa: E402
+from promptbox_interfaces.action import Locate  # noqa: E402
+from rclpy.action import ActionClient  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from promptbox_ros.locate_node import EXECUTOR_THREADS, RANDOM_WEIGHTS_TAG, LocateNode  # noqa: E402
 
 NAMESPACE = "/pbtest"
 CAMERA = "/pbtest_camera/image_raw"
@@ -41,6 +45,7 @@ TEST_PARAMETERS = {
     "min_score": 0.0,
     "top_k": 3,
     "image_timeout_s": 5.0,
+    "max_image_age_s": 60.0,  # the tests that pause the camera still answer on its last frame
 }
 
 
@@ -49,7 +54,13 @@ def _overrides(**extra) -> list[Parameter]:
 
 
 def _remaps(topic: str) -> list[str]:
-    return ["--ros-args", "-r", f"image:={topic}", "-r", f"image/compressed:={topic}/compressed"]
+    return ["--ros-args", "-r", f"image:={topic}"]
+
+
+def _started(node: LocateNode) -> LocateNode:
+    """configure + activate, as autostart does in the process."""
+    assert node.start(), node.start_error
+    return node
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +75,8 @@ def rig(ros_context):
 @pytest.fixture(scope="module")
 def node(ros_context, rig):
     started = time.perf_counter()
-    node = LocateNode(context=ros_context, namespace=NAMESPACE, cli_args=_remaps(CAMERA),
-                      parameter_overrides=_overrides())
+    node = _started(LocateNode(context=ros_context, namespace=NAMESPACE, cli_args=_remaps(CAMERA),
+                               parameter_overrides=_overrides()))
     print(f"\nlocate_node ready in {time.perf_counter() - started:.1f} s: {node.locator.describe()}")
     spinning = Spinning(ros_context, node, threads=EXECUTOR_THREADS)
     rig.wait_for_node()
@@ -77,8 +88,8 @@ def node(ros_context, rig):
 
 
 def _extra_node(ros_context, namespace: str, topic: str, locator, **params):
-    node = LocateNode(locator=locator, context=ros_context, namespace=namespace, cli_args=_remaps(topic),
-                      parameter_overrides=_overrides(warmup=False, **params))
+    node = _started(LocateNode(locator=locator, context=ros_context, namespace=namespace, cli_args=_remaps(topic),
+                               parameter_overrides=_overrides(warmup=False, **params)))
     return node, Spinning(ros_context, node, threads=EXECUTOR_THREADS)
 
 
@@ -105,6 +116,7 @@ def test_locate_on_the_newest_camera_frame(node, rig):
     assert _stages(feedback) == STAGES
     assert all(0.0 <= f.progress <= 1.0 for f in feedback)
     assert result.message.startswith(RANDOM_WEIGHTS_TAG) and "scissors" in result.message
+    assert f"frame from {CAMERA}, " in result.message and " s old" in result.message
     assert result.target == "scissors"
     assert result.found, result.message  # min_score 0: any proposal is an answer
 
@@ -208,9 +220,18 @@ def test_bad_frame_is_dropped_and_the_previous_one_kept(node, rig):
         rig.streaming.set()
 
 
-def test_compressed_frames_are_used(node, rig):
+def test_compressed_transport_follows_the_remapped_image_topic(ros_context, node, rig):
+    # The raw node subscribes to the raw topic only: a camera publishing both is not received twice.
+    assert node.count_publishers(f"{CAMERA}/compressed") == 1
+    assert node.count_subscribers(f"{CAMERA}/compressed") == 0
+    extra, spinning = _extra_node(ros_context, "/pbtest_compressed", CAMERA, node.locator,
+                                  image_transport="compressed")
+    client = ActionClient(rig.node, Locate, "/pbtest_compressed/locate")
     rig.streaming.clear()
     try:
+        # Only `-r image:=<camera>` was given: the compressed topic is derived from the resolved image topic.
+        until(lambda: rig.compressed.get_subscription_count() > 0, 20, "the compressed node subscribed")
+        until(lambda: client.wait_for_server(timeout_sec=0.1), 20, "the compressed node's server appeared")
         ok, jpeg = cv2.imencode(".jpg", rig.frame[..., ::-1])
         assert ok
         headers = [rig.header("compressed_camera", 10_000 + i) for i in range(100)]
@@ -223,12 +244,15 @@ def test_compressed_frames_are_used(node, rig):
         # Keep the jpeg stream going while the goal runs, so "the newest frame" is a compressed one.
         timer = rig.node.create_timer(0.2, publish_compressed)
         try:
-            time.sleep(1.5)
-            status, result, _ = rig.locate("the cup")
+            time.sleep(1.0)
+            future = client.send_goal_async(Locate.Goal(command="the cup"))
+            handle = until(lambda: future.done() and future.result(), 10, "goal accepted")
+            response = result_of(handle.get_result_async(), 60, "the compressed goal ended")
         finally:
             rig.node.destroy_timer(timer)
-        assert status == GoalStatus.STATUS_SUCCEEDED, result.message
-        assert result.detection.header in headers
+        assert response.status == GoalStatus.STATUS_SUCCEEDED, response.result.message
+        assert response.result.detection.header in headers
+        assert f"frame from {CAMERA}/compressed" in response.result.message
 
         # Looks like a jpeg on arrival but does not decode: the goal that meets it drops it, says why in the log,
         # and goes on with the next good frame.
@@ -237,15 +261,21 @@ def test_compressed_frames_are_used(node, rig):
         time.sleep(0.8)
         rig.node.destroy_timer(timer)
         time.sleep(0.3)
-        handle, _ = rig.send("the cup")
+        future = client.send_goal_async(Locate.Goal(command="the cup"))
+        handle = until(lambda: future.done() and future.result(), 10, "goal accepted")
         logged = until(lambda: rig.logged("does not decode"), 20, "the undecodable frame was logged")
         assert f"{CAMERA}/compressed" in logged[-1]
-        rig.streaming.set()
-        response = result_of(handle.get_result_async(), 60, "the goal after the corrupt frame ended")
+        timer = rig.node.create_timer(0.2, publish_compressed)
+        try:
+            response = result_of(handle.get_result_async(), 60, "the goal after the corrupt frame ended")
+        finally:
+            rig.node.destroy_timer(timer)
         assert response.status == GoalStatus.STATUS_SUCCEEDED, response.result.message
-        assert response.result.detection.header in rig.sent
+        assert response.result.detection.header in headers
     finally:
         rig.streaming.set()
+        client.destroy()
+        _stop(extra, spinning)
 
 
 def test_goals_queue_one_at_a_time(node, rig):
@@ -299,9 +329,10 @@ def test_goal_before_any_image_aborts_naming_the_topic(ros_context, node, rig):
         waited = time.monotonic() - started
         assert done.result().status == GoalStatus.STATUS_ABORTED
         message = done.result().result.message
-        assert topic in message and f"{topic}/compressed" in message and "image_timeout_s=1" in message
+        assert f"nothing arrived on {topic} (sensor_msgs/Image)" in message and "image_timeout_s=1" in message
         assert 0.9 <= waited < 10
         assert _stages(feedback) == ["waiting_for_image"]
+        assert done.result().result.target == "scissors", "an aborted goal still reports what it looked for"
     finally:
         client.destroy()
         _stop(extra, spinning)
@@ -368,7 +399,7 @@ def test_missing_weights_fail_at_start_up_with_the_weights_message(tmp_path, mon
         "TRANSFORMERS_OFFLINE": "1",
     }
     node = subprocess.Popen(
-        [sys.executable, "-m", "promptbox_ros.locate_node", "--ros-args", "-p", "allow_random_weights:=false",
+        [sys.executable, "-m", "promptbox_ros.main", "--ros-args", "-p", "allow_random_weights:=false",
          "-r", "__node:=pbtest_noweights"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -379,5 +410,7 @@ def test_missing_weights_fail_at_start_up_with_the_weights_message(tmp_path, mon
         weights.load_sam(None, "cpu", False)
     _, stderr = node.communicate(timeout=120)
     assert node.returncode != 0
-    assert str(caught.value) in stderr, stderr
+    where_it_looked = str(caught.value).split("Fix:")[0]
+    assert where_it_looked in stderr, stderr
     assert "locate_node cannot start" in stderr
+    assert "allow_random_weights:=true" in stderr and "allow_random_weights=True" not in stderr

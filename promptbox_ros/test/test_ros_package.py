@@ -1,48 +1,31 @@
-"""Static checks of the package files. The `launch` packages cannot be installed here, so the launch file is read
-with `ast` instead of executed: its arguments, the node it starts, its remaps and its parameters."""
+"""The package files: the launch file executed by `launch` itself (its arguments and what each one overrides),
+setup.py's console script, package.xml's dependencies against what the code imports, and the params file against
+the node's declarations."""
 
 from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 from pathlib import Path
 
+import pytest
 import yaml
 from catkin_pkg.package import parse_package
+from ros_workspace import require_workspace
+
+require_workspace()
 
 PACKAGE = Path(__file__).resolve().parents[1]
 INTERFACES = PACKAGE.parent / "promptbox_interfaces"
 LAUNCH_FILE = PACKAGE / "launch" / "locate.launch.py"
 
 
-def _symbolic(node: ast.AST, names: dict[str, ast.AST]) -> object:
-    """A launch expression as plain data: literals as themselves, calls as (callee, args, kwargs)."""
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, (ast.List, ast.Tuple)):
-        return [_symbolic(item, names) for item in node.elts]
-    if isinstance(node, ast.Dict):
-        return {_symbolic(k, names): _symbolic(v, names) for k, v in zip(node.keys, node.values, strict=True)}
-    if isinstance(node, ast.Name) and node.id in names:
-        return _symbolic(names[node.id], names)
-    if isinstance(node, ast.Call):
-        callee = ast.unparse(node.func)
-        args = [_symbolic(a, names) for a in node.args]
-        kwargs = {k.arg: _symbolic(k.value, names) for k in node.keywords}
-        return (callee, args, kwargs)
-    return ast.unparse(node)
-
-
-def _launch_calls() -> list[tuple[str, list, dict]]:
-    tree = ast.parse(LAUNCH_FILE.read_text(), filename=str(LAUNCH_FILE))
-    names = {
-        target.id: node.value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Assign)
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    }
-    return [_symbolic(node, names) for node in ast.walk(tree) if isinstance(node, ast.Call)]
+def _launch_module():
+    spec = importlib.util.spec_from_file_location("locate_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _console_scripts() -> dict[str, str]:
@@ -55,46 +38,61 @@ def _console_scripts() -> dict[str, str]:
     return dict((part.strip() for part in line.split("=", 1)) for line in scripts)
 
 
-def test_launch_file_declares_its_arguments_and_starts_locate_node():
-    calls = _launch_calls()
-    assert any(c[0] == "generate_launch_description" or c[0] == "LaunchDescription" for c in calls)
-    declared = {c[1][0]: c[2] for c in calls if c[0] == "DeclareLaunchArgument"}
-    assert set(declared) == {"image", "params_file", "device", "namespace"}
-    assert all(kw.get("description") for kw in declared.values())
-    default_params = declared["params_file"]["default_value"]
-    assert default_params[0] == "PathJoinSubstitution"
-    assert default_params[1][0] == [("FindPackageShare", ["promptbox_ros"], {}), "config", "locate.yaml"]
+def _context(**given: str):
+    """A launch context holding every declared argument: its default, or the value given as on the command line."""
+    from launch import LaunchContext
 
-    nodes = [c for c in calls if c[0] == "Node"]
-    assert len(nodes) == 1
-    node = nodes[0][2]
-    assert node["package"] == "promptbox_ros"
-    assert node["executable"] == "locate_node"
-    assert "locate_node" in _console_scripts(), "the launch file's executable must be a console script"
-    assert node["namespace"] == ("LaunchConfiguration", ["namespace"], {})
-
-    image = ("LaunchConfiguration", ["image"], {})
-    assert node["remappings"] == [["image", image], ["image/compressed", [image, "/compressed"]]]
-    # The file first, then the device argument, so `device:=cuda` wins over the file.
-    assert node["parameters"] == [
-        ("LaunchConfiguration", ["params_file"], {}),
-        {"device": ("LaunchConfiguration", ["device"], {})},
-    ]
+    module = _launch_module()
+    context = LaunchContext()
+    for argument in module.generate_launch_description().get_launch_arguments():
+        default = given.get(argument.name)
+        if default is None:
+            default = "".join(s.perform(context) for s in argument.default_value or [])
+        context.launch_configurations[argument.name] = default
+    return module, context
 
 
-def test_launch_file_compiles_and_names_only_launch_modules():
-    source = LAUNCH_FILE.read_text()
-    compile(source, str(LAUNCH_FILE), "exec")
-    imported = {
-        node.module.split(".")[0] for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)
+def test_launch_file_declares_its_arguments_with_descriptions():
+    arguments = _launch_module().generate_launch_description().get_launch_arguments()
+    names = [a.name for a in arguments]
+    assert names == ["image", "params_file", "namespace", "mode", "min_score", "device", "allow_random_weights",
+                     "clip_model", "sam_checkpoint", "image_transport", "autostart"]
+    assert all(a.description for a in arguments)
+
+
+def test_parameter_arguments_override_the_file_only_when_given():
+    module, context = _context()
+    assert module.overrides(context) == {}, "no argument given: the params file decides every parameter"
+
+    module, context = _context(device="cuda", min_score="0.3", allow_random_weights="true", mode="fast",
+                               clip_model="tinyclip-8m", sam_checkpoint="/w/mobile_sam.pt", autostart="False")
+    assert module.overrides(context) == {
+        "device": "cuda", "min_score": 0.3, "allow_random_weights": True, "mode": "fast",
+        "clip_model": "tinyclip-8m", "sam_checkpoint": "/w/mobile_sam.pt", "autostart": False,
     }
-    assert imported == {"launch", "launch_ros"}
+    for name, value, accepted in [("allow_random_weights", "yes", "accepted: true, false"),
+                                  ("min_score", "high", "not a number")]:
+        module, context = _context(**{name: value})
+        with pytest.raises(ValueError, match=f"{name}:='{value}'.*{accepted}"):
+            module.overrides(context)
+
+
+def test_launch_starts_locate_node_remapping_only_image():
+    module, context = _context(image="/cam/image_raw", device="cuda")
+    node, on_exit = module._node(context)
+    assert (node.node_package, node.node_executable) == ("promptbox_ros", "locate_node")
+    assert "locate_node" in _console_scripts(), "the launch file's executable must be a console script"
+    from launch.utilities import perform_substitutions
+
+    remaps = [tuple(perform_substitutions(context, part) for part in rule) for rule in node._Node__remappings]
+    assert remaps == [("image", "/cam/image_raw")], "image/compressed follows the resolved image in the node"
+    assert type(on_exit).__name__ == "RegisterEventHandler"
 
 
 def test_console_script_resolves_to_main():
     target = _console_scripts()["locate_node"]
     module_name, function = target.split(":")
-    assert module_name == "promptbox_ros.locate_node"
+    assert module_name == "promptbox_ros.main"
     assert callable(getattr(importlib.import_module(module_name), function))
 
 
@@ -105,6 +103,28 @@ def test_setup_installs_launch_config_and_resource_marker():
         assert needle in source
     assert (PACKAGE / "resource" / "promptbox_ros").is_file()
     assert "install_scripts=$base/lib/promptbox_ros" in (PACKAGE / "setup.cfg").read_text()
+
+
+def _imported_top_modules() -> set[str]:
+    names = set()
+    for path in [*(PACKAGE / "promptbox_ros").glob("*.py"), LAUNCH_FILE]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+    return names
+
+
+def test_package_xml_declares_every_ros_package_the_code_imports():
+    from ament_index_python.packages import get_packages_with_prefixes
+
+    ros_packages = set(get_packages_with_prefixes()) | {"launch", "launch_ros"}
+    imported = (_imported_top_modules() & ros_packages) - {"promptbox_ros"}
+    package = parse_package(str(PACKAGE / "package.xml"))
+    declared = {d.name for d in package.exec_depends}
+    assert imported <= declared, f"imported but not in package.xml: {sorted(imported - declared)}"
+    assert {"ros2launch", "lifecycle_msgs", "rcl_interfaces"} <= declared
 
 
 def test_package_xml_format_3_with_its_dependencies():
@@ -138,7 +158,7 @@ def test_config_declares_known_parameters_only():
     flat.update({f"amg.{k}": v for k, v in params["amg"].items()})
     assert set(flat) == set(PARAMETERS), "config/locate.yaml and the node's declarations must name the same parameters"
     for name, value in flat.items():
-        default = PARAMETERS[name][0]
+        default = PARAMETERS[name].default
         # rclpy does not turn 2 into 2.0: a number in the file must have the declared type.
         assert type(value) is type(default), f"{name}: {value!r} in the file, {default!r} declared"
 
@@ -151,4 +171,4 @@ def test_every_core_setting_is_a_parameter_with_a_description():
 
     core = {f.name for f in fields(LocatorConfig) if f.name != "amg"} | {f"amg.{f.name}" for f in fields(AmgSettings)}
     assert core <= set(PARAMETERS), f"not exposed to ROS: {sorted(core - set(PARAMETERS))}"
-    assert all(description for _, description in PARAMETERS.values())
+    assert all(spec.description for spec in PARAMETERS.values())

@@ -13,6 +13,7 @@ import hashlib
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,6 +135,8 @@ class MaskProposer:
         self._onnx_cache_dir = Path(onnx_cache_dir) if onnx_cache_dir else _default_cache_dir()
         self._onnx_session = None
         self._resize_matrices: dict[tuple, tuple[int, int, torch.Tensor, torch.Tensor]] = {}
+        # Called before each decode batch; it may raise to stop the call (a cancelled ROS goal stops within a batch).
+        self.on_batch: Callable[[], None] | None = None
 
     @property
     def decode_batch(self) -> int:
@@ -283,6 +286,8 @@ class MaskProposer:
             shared = self._shared_image_side(frame.features)
             _add_time(timings, "decoder", (time.perf_counter() - started) * 1e3)
             for first in range(0, len(coords), batch):
+                if self.on_batch is not None:
+                    self.on_batch()
                 started = time.perf_counter()
                 prompts = torch.as_tensor(coords[first : first + batch], dtype=torch.float32, device=self.device)
                 tokens = self._prompt_tokens(prompts)

@@ -1,0 +1,105 @@
+"""locate_node's parameters: names, defaults, descriptions and accepted ranges, and the check made at configure.
+
+A value outside its range stops the configure transition with a message naming the parameter, the value and what
+is accepted, so a bad file fails at start-up instead of aborting every goal later.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from promptbox.config import AmgSettings, LocatorConfig
+
+GOAL_POLICIES = ("queue", "preempt")
+IMAGE_TRANSPORTS = ("raw", "compressed")
+
+
+@dataclass(frozen=True)
+class Spec:
+    default: object  # its type is the parameter's type
+    description: str
+    low: float | None = None  # inclusive bounds for numbers
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+_CORE = LocatorConfig()
+_AMG = AmgSettings()
+_UNIT = (0.0, 1.0)  # probabilities, IoUs, scores
+
+PARAMETERS: dict[str, Spec] = {
+    "sam_checkpoint": Spec("", "path to mobile_sam.pt; empty: $PROMPTBOX_WEIGHTS_DIR, then the Hugging Face cache"),
+    "clip_model": Spec(_CORE.clip_model, "CLIP model: tinyclip-61m, tinyclip-8m, clip-b32, a Hugging Face id or a dir"),
+    "device": Spec(_CORE.device, "torch device: cpu, cuda or cuda:N"),
+    "encoder_backend": Spec(_CORE.encoder_backend, "MobileSAM image encoder: torch or onnx", choices=("torch", "onnx")),
+    "threads": Spec(0, "torch intra-op threads; 0: torch's default", 0, 1024),
+    "allow_random_weights": Spec(False, "run on random-init models when checkpoints are missing (plumbing tests only)"),
+    "mode": Spec(_CORE.mode, "exact: the AMG mask set with less work; fast: text-guided point prompts; upstream",
+                 choices=("exact", "fast", "upstream")),
+    "fast_points": Spec(_CORE.fast_points, "fast mode: point prompts placed at text-similarity peaks", 1, 256),
+    "min_score": Spec(_CORE.min_score, "calibrated confidence below which the answer is not found (goal.min_score 0)",
+                      *_UNIT),
+    "top_k": Spec(_CORE.top_k, "alternatives published on `candidates` besides the chosen object", 1, 100),
+    "part_margin": Spec(_CORE.part_margin, "a whole object beats its part when its similarity is within this margin",
+                        0.0, 1.0),
+    "amg.points_per_side": Spec(_AMG.points_per_side, "automatic mask generator (mode exact): prompt grid per side",
+                                1, 64),
+    "amg.points_per_batch": Spec(_AMG.points_per_batch, "prompts decoded per batch", 1, 4096),
+    "amg.pred_iou_thresh": Spec(_AMG.pred_iou_thresh, "drop masks whose predicted IoU is below this", *_UNIT),
+    "amg.stability_score_thresh": Spec(_AMG.stability_score_thresh, "drop masks whose stability score is below this",
+                                       *_UNIT),
+    "amg.stability_score_offset": Spec(_AMG.stability_score_offset, "logit offset of the stability score", 0.0, 100.0),
+    "amg.box_nms_thresh": Spec(_AMG.box_nms_thresh, "box IoU above which overlapping masks are suppressed",
+                               *_UNIT),
+    "amg.crop_n_layers": Spec(_AMG.crop_n_layers, "extra crop layers; 0: the whole image only", 0, 4),
+    "amg.crop_nms_thresh": Spec(_AMG.crop_nms_thresh, "box NMS between crops", *_UNIT),
+    "amg.crop_overlap_ratio": Spec(_AMG.crop_overlap_ratio, "overlap of neighbouring crops", 0.0, 0.99),
+    "amg.crop_n_points_downscale_factor": Spec(_AMG.crop_n_points_downscale_factor,
+                                               "prompt grid reduction per crop layer", 1, 16),
+    "amg.min_mask_region_area": Spec(_AMG.min_mask_region_area, "remove islands and holes smaller than this (pixels)",
+                                     0, 10**7),
+    "goal_policy": Spec("queue", "queue: a new goal waits for the running one; preempt: it aborts the running one",
+                        choices=GOAL_POLICIES),
+    "image_transport": Spec("raw", "raw: subscribe to `image`; compressed: to `<resolved image topic>/compressed`",
+                            choices=IMAGE_TRANSPORTS),
+    "image_timeout_s": Spec(2.0, "seconds a goal waits for a usable camera frame before it aborts", 0.01, 3600.0),
+    "max_image_age_s": Spec(2.0, "a frame that arrived longer ago than this is not used; 0: no limit", 0.0, 86400.0),
+    "precompute_embedding": Spec(False, "embed each new frame while idle so a goal on that frame skips the encoder"),
+    "publish_debug_image": Spec(True, "draw and publish debug_image (only while it has subscribers)"),
+    "warmup": Spec(True, "run each model once at configure so the first goal is not the slow one"),
+    "autostart": Spec(True, "configure and activate at start-up; false: wait for a lifecycle manager"),
+}
+
+
+def check(values: dict[str, object]) -> None:
+    """Raise ValueError naming the first parameter outside its accepted values."""
+    for name, spec in PARAMETERS.items():
+        value = values[name]
+        if spec.choices and value not in spec.choices:
+            raise ValueError(f"parameter {name}={value!r} is not supported; accepted: {', '.join(spec.choices)}")
+        if spec.low is None or isinstance(value, bool):
+            continue
+        if not (math.isfinite(value) and spec.low <= value <= spec.high):
+            kind = "an integer" if isinstance(spec.default, int) else "a number"
+            raise ValueError(f"parameter {name}={value!r} is out of range; accepted: {kind} from {spec.low:g} "
+                             f"to {spec.high:g}")
+
+
+def locator_config(values: dict[str, object]) -> LocatorConfig:
+    """The core's settings from checked parameter values."""
+    amg = AmgSettings(**{f.name: values[f"amg.{f.name}"] for f in fields(AmgSettings)})
+    return LocatorConfig(
+        sam_checkpoint=str(values["sam_checkpoint"]) or None,
+        clip_model=str(values["clip_model"]),
+        device=str(values["device"]),
+        mode=str(values["mode"]),
+        amg=amg,
+        min_score=float(values["min_score"]),
+        top_k=int(values["top_k"]),
+        part_margin=float(values["part_margin"]),
+        fast_points=int(values["fast_points"]),
+        encoder_backend=str(values["encoder_backend"]),
+        allow_random_weights=bool(values["allow_random_weights"]),
+        threads=int(values["threads"]) or None,
+    )

@@ -1,0 +1,226 @@
+"""The ROS side as a user runs it: `ros2 launch`, a camera in its own process, `ros2 action send_goal --feedback`,
+`ros2 topic echo`, `ros2 param get`, lifecycle transitions with `ros2 service call`, and Ctrl-C. Every command is a
+separate process typed as in the README; they inherit this run's ROS_DOMAIN_ID (tools/run_tests.sh picks one).
+
+The node runs random-init models (allow_random_weights:=true) with plumbing thresholds in a params file of the test's
+own, so a 2x2 prompt grid keeps a goal near a second and every goal on the camera frame has a mask.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from ros_workspace import require_ros2_cli
+
+require_ros2_cli()
+
+import rclpy  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+CONFIG = HERE.parent / "config" / "locate.yaml"
+CAMERA = "/cam/image_raw"
+LAUNCH = ["ros2", "launch", "promptbox_ros", "locate.launch.py"]
+STAGES = ["waiting_for_image", "embedding", "proposing", "matching", "selecting"]
+PLUMBING = {"min_score": 0.0, "warmup": False, "image_timeout_s": 10.0}
+PLUMBING_AMG = {"points_per_side": 2, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "min_mask_region_area": 0}
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **extra}
+
+
+def _run(command: list[str], timeout: float = 60.0, **kwargs) -> subprocess.CompletedProcess:
+    """A command run to its end; its output is printed so a failing assertion shows what the user would see."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=kwargs.pop("env", _env()),
+                          **kwargs)
+    print(f"$ {' '.join(command)}  (exit {done.returncode})\n{done.stdout}{done.stderr}")
+    return done
+
+
+def _until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"within {timeout:.0f} s: {what}")
+        time.sleep(0.1)
+    return value
+
+
+class Launched:
+    """`ros2 launch` in a process group of its own, as a terminal runs it; its output goes to a file."""
+
+    def __init__(self, arguments: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self._out = log.open("w")
+        self.process = subprocess.Popen(LAUNCH + arguments, stdout=self._out, stderr=subprocess.STDOUT,
+                                        env=env or _env(), start_new_session=True)
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def ctrl_c(self) -> None:
+        """What a terminal's Ctrl-C does: SIGINT to every process of the foreground group."""
+        os.killpg(self.process.pid, signal.SIGINT)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            self._out.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self._out.close()
+
+
+@pytest.fixture(scope="module")
+def graph(ros_context):
+    """A plain rclpy node of the test's own, only to look at the graph (who subscribes to what)."""
+    node = rclpy.create_node("pbtest_user_path_graph", context=ros_context)
+    yield node
+    node.destroy_node()
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("user_path")
+    document = yaml.safe_load(CONFIG.read_text())
+    params = document["/**"]["ros__parameters"]
+    params.update(PLUMBING)
+    params["amg"].update(PLUMBING_AMG)
+    params_file = folder / "plumbing.yaml"
+    params_file.write_text(yaml.safe_dump(document))
+
+    camera = subprocess.Popen([sys.executable, str(HERE / "camera_publisher.py"), CAMERA], env=_env(),
+                              start_new_session=True)
+    launch = Launched(["allow_random_weights:=true", f"image:={CAMERA}", f"params_file:={params_file}"],
+                      folder / "launch.log")
+    try:
+        _until(lambda: "active: serving /locate" in launch.text() or launch.process.poll() is not None, 180,
+               "the launched node became active")
+        assert launch.process.poll() is None, launch.text()
+        yield launch
+    finally:
+        print(launch.text())
+        launch.kill()
+        camera.send_signal(signal.SIGINT)
+        camera.wait(timeout=20)
+        _run(["ros2", "daemon", "stop"])  # the CLI's daemon outlives the commands; it belongs to this test
+
+
+def test_show_args_lists_every_argument():
+    done = _run(LAUNCH + ["--show-args"])
+    assert done.returncode == 0
+    for name in ("image", "params_file", "namespace", "mode", "min_score", "device", "allow_random_weights",
+                 "clip_model", "sam_checkpoint", "image_transport", "autostart"):
+        assert f"'{name}':" in done.stdout, name
+    assert done.stdout.count("empty: the params file's value") == 8
+
+
+def test_send_goal_with_feedback_and_topic_echo(launched, graph):
+    echo = subprocess.Popen(["ros2", "topic", "echo", "/detection", "--once"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=_env())
+    try:
+        _until(lambda: graph.count_subscribers("/detection") > 0, 30, "`ros2 topic echo /detection` subscribed")
+        done = _run(["ros2", "action", "send_goal", "/locate", "promptbox_interfaces/action/Locate",
+                     "{command: 'take the scissors'}", "--feedback"], timeout=120)
+        echoed, _ = echo.communicate(timeout=30)
+    finally:
+        echo.kill()
+    print(f"$ ros2 topic echo /detection --once\n{echoed}")
+
+    assert done.returncode == 0
+    out = done.stdout
+    assert "Goal accepted" in out
+    printed = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.strip().startswith("stage:")]
+    assert printed == STAGES
+    assert "Goal finished with status: SUCCEEDED" in out
+    assert "found: true" in out and "target: scissors" in out
+    assert "[RANDOM WEIGHTS]" in out and "s old" in out  # the age of the frame used
+
+    assert echo.returncode == 0
+    assert "class_id: scissors" in echoed and "frame_id: camera_optical" in echoed
+
+
+def test_param_get_reads_the_params_file(launched):
+    done = _run(["ros2", "param", "get", "/locate_node", "mode"])
+    assert done.returncode == 0 and "String value is: exact" in done.stdout
+    # min_score was not given on the command line: the file's 0.0 stands (the default file says 0.5).
+    done = _run(["ros2", "param", "get", "/locate_node", "min_score"])
+    assert "Double value is: 0.0" in done.stdout
+
+
+def _transition(transition_id: int) -> str:
+    done = _run(["ros2", "service", "call", "/locate_node/change_state", "lifecycle_msgs/srv/ChangeState",
+                 f"{{transition: {{id: {transition_id}}}}}"], timeout=120)
+    assert done.returncode == 0
+    return done.stdout
+
+
+def _state() -> str:
+    return _run(["ros2", "service", "call", "/locate_node/get_state", "lifecycle_msgs/srv/GetState"]).stdout
+
+
+def test_lifecycle_deactivate_cleanup_configure_activate(launched, graph):
+    assert "label='active'" in _state()
+
+    assert "success=True" in _transition(4)  # deactivate
+    assert "label='inactive'" in _state()
+    _until(lambda: graph.count_subscribers(CAMERA) == 0, 10, "the camera subscription was removed")
+    assert "/locate" not in _run(["ros2", "action", "list"]).stdout
+    done = _run(["ros2", "param", "set", "/locate_node", "mode", "fast"])
+    assert "locate_node reads its parameters at configure" in done.stdout + done.stderr
+
+    assert "success=True" in _transition(2)  # cleanup
+    assert "label='unconfigured'" in _state()
+    _until(lambda: "unconfigured: models freed" in launched.text(), 10, "cleanup logged")
+
+    assert "success=True" in _transition(1)  # configure: loads the models again
+    assert "success=True" in _transition(3)  # activate
+    _until(lambda: graph.count_subscribers(CAMERA) > 0, 10, "the camera subscription is back")
+    done = _run(["ros2", "action", "send_goal", "/locate", "promptbox_interfaces/action/Locate",
+                 "{command: 'the cup'}"], timeout=120)
+    assert "Goal finished with status: SUCCEEDED" in done.stdout
+
+
+def test_ctrl_c_ends_the_launch_and_the_node_cleanly(launched):
+    launched.ctrl_c()  # the node gets this SIGINT and, 50 ms later, the one launch forwards
+    assert launched.wait(timeout=60) == 0
+    text = launched.text()
+    assert "process has finished cleanly" in text
+    for sign in ("Traceback", "KeyboardInterrupt", "process has died", "exit code -2"):
+        assert sign not in text, sign
+
+
+def test_launch_ends_with_the_reason_when_the_node_cannot_start(tmp_path):
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    hub = tmp_path / "hf" / "hub"
+    env = _env(PROMPTBOX_WEIGHTS_DIR=str(empty), HF_HOME=str(hub.parent), HF_HUB_CACHE=str(hub))
+    launch = Launched([f"image:={CAMERA}"], tmp_path / "launch.log", env=env)
+    try:
+        code = launch.wait(timeout=120)
+    finally:
+        launch.kill()
+        print(launch.text())
+    text = launch.text()
+    assert code != 0
+    assert "locate_node cannot start" in text and "mobile_sam" in text
+    assert "allow_random_weights:=true" in text and "allow_random_weights=True" not in text
+    assert "locate_node exited with code 1" in text
+
+
+def test_ros2_run_refuses_a_bad_parameter_at_start_up():
+    done = _run(["ros2", "run", "promptbox_ros", "locate_node", "--ros-args", "-p", "part_margin:=-1.0",
+                 "-p", "allow_random_weights:=true", "-r", "__node:=pbtest_bad_param"], timeout=60)
+    assert done.returncode == 1
+    assert "part_margin=-1.0 is out of range; accepted: a number from 0 to 1" in done.stderr
