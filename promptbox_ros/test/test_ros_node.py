@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -182,6 +183,121 @@ def test_cancel_mid_run_ends_canceled(node, rig, new_frames):
     response = until(lambda: result.done() and result.result(), 30, "the canceled goal ended")
     assert response.status == GoalStatus.STATUS_CANCELED, response.result.message
     assert "selecting" not in _stages(feedback)
+
+
+@pytest.fixture
+def slow_proposals(node, monkeypatch):
+    """A 16x16 prompt grid: 64 decode batches of 4 points, many seconds of proposing on a CPU."""
+    proposer = node.locator.proposer
+    monkeypatch.setattr(proposer, "settings", replace(proposer.settings, points_per_side=16))
+
+
+def test_cancel_while_proposing_ends_within_a_decode_batch(node, rig, new_frames, slow_proposals):
+    handle, feedback = rig.send("pick up the mug")
+    assert handle.accepted
+    until(lambda: "proposing" in _stages(feedback), 60, "the goal reached the proposing stage")
+    time.sleep(0.3)  # inside the decode loop
+    asked = time.monotonic()
+    handle.cancel_goal_async()
+    response = result_of(handle.get_result_async(), 60, "the canceled goal ended")
+    took = time.monotonic() - asked
+    assert response.status == GoalStatus.STATUS_CANCELED, response.result.message
+    assert "matching" not in _stages(feedback)
+    assert took < 1.5, f"the cancel took {took:.1f} s: it must land between decode batches"
+    assert response.result.target == "mug"
+
+
+def test_a_canceled_queued_goal_ends_at_once(node, rig, new_frames, slow_proposals):
+    running, running_feedback = rig.send("the cup")
+    until(lambda: "embedding" in _stages(running_feedback), 60, "the first goal started")
+    queued, queued_feedback = rig.send("the saucer")
+    assert running.accepted and queued.accepted
+    asked = time.monotonic()
+    queued.cancel_goal_async()
+    response = result_of(queued.get_result_async(), 10, "the canceled queued goal ended")
+    assert time.monotonic() - asked < 2.0
+    assert response.status == GoalStatus.STATUS_CANCELED
+    assert "canceled while queued" in response.result.message and response.result.target == "saucer"
+    assert queued_feedback == []
+    first = running.get_result_async()
+    assert not first.done(), "the running goal goes on"
+    running.cancel_goal_async()
+    assert result_of(first, 30, "the running goal ended").status == GoalStatus.STATUS_CANCELED
+
+
+def test_stale_frames_are_refused_and_a_goal_can_wait_for_a_new_one(ros_context, node, rig):
+    topic = "/pbtest_stale/image_raw"
+    extra, spinning = _extra_node(ros_context, "/pbtest_stale", topic, node.locator, max_image_age_s=0.5,
+                                  image_timeout_s=1.5)
+    camera = rig.node.create_publisher(Image, topic, qos_profile_sensor_data)
+    client = ActionClient(rig.node, Locate, "/pbtest_stale/locate")
+    frames = iter(rig.header("stale_camera", i) for i in range(1000))
+
+    def publish() -> Header:
+        header = next(frames)
+        camera.publish(Image(header=header, height=HEIGHT, width=WIDTH, encoding="rgb8", step=WIDTH * 3,
+                             data=rig.frame.tobytes()))
+        return header
+
+    def locate(**goal_fields):
+        future = client.send_goal_async(Locate.Goal(command="the cup", **goal_fields))
+        handle = until(lambda: future.done() and future.result(), 10, "goal accepted")
+        return handle, handle.get_result_async()
+
+    try:
+        until(lambda: camera.get_subscription_count() > 0, 20, "the stale node subscribed")
+        until(lambda: client.wait_for_server(timeout_sec=0.1), 20, "the stale node's server appeared")
+        publish()
+        time.sleep(1.0)  # the camera stops: its last frame grows old
+        _, done = locate()
+        until(done.done, 20, "the goal on a stale frame ended")
+        result = done.result().result
+        assert done.result().status == GoalStatus.STATUS_ABORTED, result.message
+        assert f"the newest frame on {topic} is " in result.message and "max_image_age_s=0.5" in result.message
+        assert result.target == "cup"
+
+        publish()  # fresh, but from before the goal
+        _, done = locate(wait_for_new_frame=True)
+        until(done.done, 20, "the goal waiting for a new frame ended")
+        assert done.result().status == GoalStatus.STATUS_ABORTED
+        assert "after the goal was accepted (wait_for_new_frame)" in done.result().result.message
+
+        publish()
+        handle, done = locate(wait_for_new_frame=True)
+        time.sleep(0.3)
+        after = publish()  # the arm has moved: this frame arrives after the goal
+        until(done.done, 60, "the goal on a new frame ended")
+        assert done.result().status == GoalStatus.STATUS_SUCCEEDED, done.result().result.message
+        assert done.result().result.detection.header == after
+    finally:
+        client.destroy()
+        rig.node.destroy_publisher(camera)
+        _stop(extra, spinning)
+
+
+@pytest.mark.parametrize("name, value, accepted", [
+    ("part_margin", -1.0, "part_margin=-1.0 is out of range; accepted: a number from 0 to 1"),
+    ("fast_points", 0, "fast_points=0 is out of range; accepted: an integer from 1 to 256"),
+    ("threads", -3, "threads=-3 is out of range; accepted: an integer from 0 to 1024"),
+    ("top_k", 10**6, "top_k=1000000 is out of range; accepted: an integer from 1 to 100"),
+    ("image_transport", "theora", "image_transport='theora' is not supported; accepted: raw, compressed"),
+])
+def test_bad_parameters_are_refused_at_configure(ros_context, node, name, value, accepted):
+    bad = LocateNode(locator=node.locator, context=ros_context, namespace="/pbtest_bad",
+                     parameter_overrides=_overrides(warmup=False, **{name: value}))
+    try:
+        assert not bad.start()
+        assert accepted in bad.start_error
+    finally:
+        bad.destroy_node()
+
+
+def test_missing_core_library_says_how_to_install_it():
+    hide_core = "import sys; sys.modules['promptbox'] = None; from promptbox_ros.main import main; sys.exit(main())"
+    done = subprocess.run([sys.executable, "-c", hide_core], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "the core library `promptbox` is not installed" in done.stderr and "-m pip install" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
 
 
 def test_explicit_goal_image_is_used_and_a_bad_one_aborts(node, rig):
