@@ -5,12 +5,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from builtin_interfaces.msg import Time
-from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Header
+from ros_workspace import require_workspace
 
-from promptbox.detection import Candidate, Detection, NotFound
-from promptbox_ros.images import (
+require_workspace()  # vision_msgs comes from the workspace
+
+from builtin_interfaces.msg import Time  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from promptbox.detection import Candidate, Detection, NotFound  # noqa: E402
+from promptbox_ros.images import (  # noqa: E402
     ACCEPTED_ENCODINGS,
     ImageError,
     candidates_to_msg,
