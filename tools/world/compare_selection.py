@@ -2,9 +2,10 @@
 
 It loads `selection.py` of REV from git history and runs the current harness with it in place of today's scoring
 and selection (calibration against the scenery phrases only, that commit's select()). Everything else (world,
-oracle masks, CLIP, matching, metrics) is today's, so the difference is the selection rules alone.
+masks, CLIP, matching, metrics) is today's, so the difference is the selection rules alone.
 
-    python tools/world/compare_selection.py 574bb67 build/world/val --model weights/world/world-clip
+    python tools/world/compare_selection.py 574bb67 build/world/val --model weights/world/world-clip \
+        [--sam-checkpoint weights/world/mobile_sam.pt]
 """
 
 from __future__ import annotations
@@ -56,10 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dataset", type=Path, help="a folder from `promptbox world generate`")
     parser.add_argument("--model", required=True, help="the CLIP directory")
     parser.add_argument("--mode", default="exact,fast")
+    parser.add_argument("--sam-checkpoint", default=None,
+                        help="world mobile_sam.pt; without it the scenes' exact masks stand in (--world-masks)")
     args = parser.parse_args(argv)
     install(old_selection(args.rev))
-    config = LocatorConfig(clip_model=args.model)
-    locator = locator_module.Locator(config, proposer=WorldMaskProposer.for_dataset(args.dataset, config.amg))
+    config = LocatorConfig(clip_model=args.model, sam_checkpoint=args.sam_checkpoint)
+    proposer = None if args.sam_checkpoint else WorldMaskProposer.for_dataset(args.dataset, config.amg)
+    locator = locator_module.Locator(config, proposer=proposer)
     run = run_eval(locator, load_dataset(args.dataset), tuple(args.mode.split(",")))
     print(f"selection of {args.rev}")
     print(format_table(build_report(run)))

@@ -121,6 +121,7 @@ class MaskProposer:
         point_iou_floor: float = 0.5,
         point_stability_floor: float = 0.5,
         onnx_cache_dir: str | Path | None = None,
+        keep_nested_wholes: bool = True,
     ) -> None:
         if encoder_backend not in ENCODER_BACKENDS:
             raise ValueError(f"encoder_backend={encoder_backend!r} is not supported; accepted: {ENCODER_BACKENDS}")
@@ -131,6 +132,10 @@ class MaskProposer:
         # propose_points' light floor: a point prompt's masks below these are not objects worth matching.
         self.point_iou_floor = point_iou_floor
         self.point_stability_floor = point_stability_floor
+        # Box NMS compares boxes, and an elongated whole (a screwdriver) has nearly its long part's box: NMS then
+        # drops the whole and only the part is left to match. Masks that NMS removed but that contain a kept mask
+        # are restored (upstream AMG does not do this; False gives upstream's exact list).
+        self.keep_nested_wholes = keep_nested_wholes
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
         self._onnx_cache_dir = Path(onnx_cache_dir) if onnx_cache_dir else _default_cache_dir()
         self._onnx_session = None
@@ -399,13 +404,23 @@ class MaskProposer:
         boxes, iou = torch.cat(decoded.boxes), torch.cat(decoded.iou)
         stability = torch.cat(decoded.stability)
         keep = batched_nms(boxes.float(), iou, torch.zeros_like(boxes[:, 0]), iou_threshold=nms_thresh)
-        packed = np.concatenate(decoded.packed)[keep.numpy()]
-        masks = np.unpackbits(packed, axis=1, count=height * width).reshape(-1, height, width).view(bool)
+        all_packed = np.concatenate(decoded.packed)
+        removed = np.setdiff1d(np.arange(len(all_packed)), keep.numpy())
+        all_boxes, all_iou, all_stability = boxes, iou, stability
+        masks = _unpack(all_packed[keep.numpy()], height, width)
         boxes, iou, stability = boxes[keep], iou[keep], stability[keep]
         if min_region_area > 0:
             thresh = max(nms_thresh, self.settings.crop_nms_thresh)
             masks, boxes, order = _remove_small_regions(masks, min_region_area, thresh)
             iou, stability = iou[order], stability[order]
+        if self.keep_nested_wholes and len(removed):
+            wholes = nested_wholes(masks, all_packed[removed], all_boxes[removed].numpy(),
+                                   all_iou[removed].numpy(), nms_thresh)
+            if wholes:
+                index = torch.as_tensor(removed[wholes])
+                masks = np.concatenate([masks, _unpack(all_packed[removed[wholes]], height, width)])
+                boxes = torch.cat([boxes, all_boxes[index]])
+                iou, stability = torch.cat([iou, all_iou[index]]), torch.cat([stability, all_stability[index]])
         timings["postprocess"] = (time.perf_counter() - started) * 1e3
         return Proposals(
             masks=masks,
@@ -555,6 +570,49 @@ def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- post-processing
+def _unpack(packed: np.ndarray, height: int, width: int) -> np.ndarray:
+    return np.unpackbits(packed, axis=1, count=height * width).reshape(-1, height, width).view(bool)
+
+
+def nested_wholes(
+    kept: np.ndarray, packed: np.ndarray, boxes_xyxy: np.ndarray, predicted_iou: np.ndarray, duplicate_iou: float
+) -> list[int]:
+    """Indices of the removed masks (`packed`: bit-packed rows, with their inclusive xyxy boxes and predicted IoU) to
+    restore: each contains a kept mask (covers >= 90% of it and is >= 1.2x its area, selection's own part rule) and
+    is no duplicate (mask IoU >= duplicate_iou) of a kept or already restored mask it does not contain. Best
+    predicted IoU first."""
+    if len(kept) == 0 or len(packed) == 0:
+        return []
+    kept_packed = np.packbits(kept.reshape(len(kept), -1), axis=1)
+    kept_area = np.bitwise_count(kept_packed).sum(axis=1)
+    kept_boxes = batched_mask_to_box(torch.from_numpy(kept)).numpy().astype(np.float64)
+    area = np.bitwise_count(packed).sum(axis=1)
+    chosen: list[int] = []
+    chosen_packed: list[np.ndarray] = []
+    for i in np.argsort(-predicted_iou, kind="stable"):
+        box = boxes_xyxy[i]
+        # Only kept masks whose box lies inside this one's (2 px slack) and that are clearly smaller can be parts.
+        inside = ((kept_boxes[:, 0] >= box[0] - 2) & (kept_boxes[:, 1] >= box[1] - 2)
+                  & (kept_boxes[:, 2] <= box[2] + 2) & (kept_boxes[:, 3] <= box[3] + 2)
+                  & (area[i] >= 1.2 * kept_area) & (kept_area > 0))
+        if not inside.any():
+            continue
+        inter = np.bitwise_count(kept_packed & packed[i]).sum(axis=1)
+        if not (inside & (inter >= 0.9 * kept_area)).any():
+            continue
+        others_packed = np.concatenate([kept_packed, *[p[None] for p in chosen_packed]])
+        others_area = np.concatenate([kept_area, [area[j] for j in chosen]])
+        inter_all = np.bitwise_count(others_packed & packed[i]).sum(axis=1)
+        union = others_area + area[i] - inter_all
+        # A whole overlaps its parts by design (up to 1/1.2 IoU); it duplicates only what it does not contain.
+        holds = (inter_all >= 0.9 * others_area) & (area[i] >= 1.2 * others_area)
+        if ((inter_all >= duplicate_iou * np.maximum(union, 1)) & ~holds).any():
+            continue
+        chosen.append(int(i))
+        chosen_packed.append(packed[i])
+    return chosen
+
+
 def _remove_small_regions(
     masks: np.ndarray, min_area: int, nms_thresh: float
 ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:

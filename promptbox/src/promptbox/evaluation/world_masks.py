@@ -74,6 +74,7 @@ class WorldMaskProposer(MaskProposer):
         self.device = "cpu"
         self.point_iou_floor = min(0.5, self.settings.pred_iou_thresh)
         self.point_stability_floor = min(0.5, self.settings.stability_score_thresh)
+        self.keep_nested_wholes = True  # as the product's proposer: NMS-removed wholes of kept parts come back
         self._levels: dict[str, _Levels] = {}
         self._frames: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # frame features -> scene key
         for index in range(scenes):

@@ -1,0 +1,111 @@
+"""Box NMS must not take the whole object away from whole-over-parts: an elongated whole (a screwdriver) and its
+long part (the shaft) have boxes that overlap above 0.7 IoU, so NMS keeps only one of them, often the part.
+MaskProposer restores removed masks that contain a kept mask; selection then picks the whole again."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from mobile_sam.utils.amg import batched_mask_to_box
+
+from promptbox.command import parse
+from promptbox.config import AmgSettings
+from promptbox.detection import Detection
+from promptbox.proposals import FrameEmbedding, MaskProposer, _Decoded, nested_wholes
+from promptbox.selection import select
+
+H, W = 160, 480
+
+
+def rect(x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    mask = np.zeros((H, W), bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+# A screwdriver lying flat: a 60 px handle and a 240 px shaft of the same height, and a mug far away.
+WHOLE = rect(100, 60, 400, 80)
+SHAFT = rect(160, 60, 400, 80)
+HANDLE = rect(100, 60, 160, 80)
+WHOLE_AGAIN = rect(101, 60, 400, 80)  # the whole decoded from another grid point: a duplicate
+MUG = rect(20, 100, 60, 150)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    ba, bb = (batched_mask_to_box(torch.from_numpy(m[None]))[0].float() for m in (a, b))
+    inter = (torch.minimum(ba[2:], bb[2:]) - torch.maximum(ba[:2], bb[:2]) + 1).clamp(min=0).prod()
+    area = lambda x: (x[2:] - x[:2] + 1).prod()  # noqa: E731
+    return float(inter / (area(ba) + area(bb) - inter))
+
+
+def decoded(masks: list[np.ndarray], predicted_iou: list[float]) -> _Decoded:
+    stack = np.stack(masks)
+    out = _Decoded()
+    out.packed.append(np.packbits(stack.reshape(len(stack), -1), axis=1))
+    out.boxes.append(batched_mask_to_box(torch.from_numpy(stack)))
+    out.iou.append(torch.tensor(predicted_iou))
+    out.stability.append(torch.ones(len(masks)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def frame() -> FrameEmbedding:
+    return FrameEmbedding(torch.zeros(1, 256, 64, 64), (H, W), (341, 1024))
+
+
+def proposals(sam_model, frame, keep_nested_wholes: bool):
+    proposer = MaskProposer(sam_model, AmgSettings(min_mask_region_area=0), "cpu",
+                            keep_nested_wholes=keep_nested_wholes)
+    # The shaft is the most confident mask, as SAM's IoU head often says of a clean long part.
+    found = decoded([SHAFT, WHOLE, HANDLE, WHOLE_AGAIN, MUG], [0.97, 0.93, 0.95, 0.90, 0.96])
+    return proposer._finish(frame, found, proposer.settings.box_nms_thresh, 0, {})
+
+
+def has(masks: np.ndarray, mask: np.ndarray) -> bool:
+    return any(np.array_equal(m, mask) for m in masks)
+
+
+def test_the_case_occurs_box_nms_removes_the_whole(sam_model, frame) -> None:
+    assert box_iou(WHOLE, SHAFT) > 0.7  # why NMS takes one of them
+    upstream_like = proposals(sam_model, frame, keep_nested_wholes=False)
+    assert has(upstream_like.masks, SHAFT) and not has(upstream_like.masks, WHOLE)
+
+
+def test_the_removed_whole_comes_back_once(sam_model, frame) -> None:
+    restored = proposals(sam_model, frame, keep_nested_wholes=True)
+    assert has(restored.masks, WHOLE)
+    assert not has(restored.masks, WHOLE_AGAIN)  # a duplicate of a restored whole stays removed
+    assert len(restored) == 4  # shaft, handle, mug kept by NMS, and the whole
+    i = next(k for k, m in enumerate(restored.masks) if np.array_equal(m, WHOLE))
+    np.testing.assert_allclose(restored.boxes_xyxy[i], [100, 60, 399, 79])
+    assert restored.predicted_iou[i] == pytest.approx(0.93)
+
+
+def test_only_containers_of_a_kept_mask_come_back() -> None:
+    kept = np.stack([SHAFT, MUG])
+    # A removed mask overlapping the shaft's box but not containing it (a shifted shaft) is NMS doing its job.
+    shifted = rect(170, 60, 410, 80)
+    removed = np.stack([shifted, WHOLE])
+    packed = np.packbits(removed.reshape(2, -1), axis=1)
+    boxes = batched_mask_to_box(torch.from_numpy(removed)).numpy()
+    assert nested_wholes(kept, packed, boxes, np.array([0.99, 0.5]), 0.7) == [1]
+    # A container that is barely bigger than the kept mask is the same object, not its whole.
+    barely = rect(150, 60, 400, 80)  # 1.04x the shaft
+    packed = np.packbits(barely.reshape(1, -1), axis=1)
+    boxes = batched_mask_to_box(torch.from_numpy(barely[None])).numpy()
+    assert nested_wholes(kept, packed, boxes, np.array([0.9]), 0.7) == []
+
+
+def test_selection_picks_the_whole_screwdriver_again(sam_model, frame) -> None:
+    target = parse("take the screwdriver")
+    results = {}
+    for restore in (False, True):
+        found = proposals(sam_model, frame, keep_nested_wholes=restore)
+        # CLIP likes the shaft a little more than the whole screwdriver (within the part margin), the mug not at all.
+        sim = np.array([0.30 if np.array_equal(m, SHAFT) else 0.29 if np.array_equal(m, WHOLE) else 0.2
+                        for m in found.masks])
+        conf = np.where(sim > 0.25, 0.9, 0.05)
+        results[restore] = select(found.masks, found.boxes_xyxy, sim, conf, target, min_score=0.5, part_margin=0.02)
+    assert isinstance(results[False], Detection) and np.array_equal(results[False].mask, SHAFT)
+    assert isinstance(results[True], Detection) and np.array_equal(results[True].mask, WHOLE)
