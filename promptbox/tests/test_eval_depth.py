@@ -123,7 +123,8 @@ def test_judge_keeps_the_error_only_for_a_correct_answer() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"camera_info": None}, r"field 'depth' without 'camera_info'; accepted: depth, camera_info, centroids_3d"),
+        ({"camera_info": None}, r"field 'depth' without 'camera_info'; accepted: depth and camera_info together"),
+        ({"depth": None, "camera_info": None}, r"field 'centroids_3d' without 'depth', 'camera_info'"),
         ({"centroids_3d": [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]}, r"'centroids_3d' = .*accepted: a list of 1 points"),
         ({"centroids_3d": [[0.0, 0.0, -1.0]]}, r"with z > 0"),
         ({"depth": "nothing.png"}, r"field 'depth' = 'nothing.png': no such file"),
@@ -140,6 +141,15 @@ def test_bad_3d_fields_are_refused(tmp_path: Path, change: dict, message: str) -
     write_labels(root, [{k: v for k, v in record.items() if v is not None}])
     with pytest.raises(DatasetError, match=message):
         load_dataset(root)
+
+
+def test_depth_without_truth_centroids_gives_the_pose_rate_only(tmp_path: Path) -> None:
+    root = write_rgbd(tmp_path / "rgbd")
+    lines = [json.loads(line) for line in (root / "labels.jsonl").read_text().splitlines()]
+    write_labels(root, [{k: v for k, v in r.items() if k != "centroids_3d"} for r in lines])
+    m = build_report(run_eval(rgbd_oracle(), load_dataset(root), ["exact"])).per_mode["exact"]["all"].metrics
+    assert (m.pose_rate.hits, m.pose_rate.total) == (3, 4)  # as with truth: mug, cup, spoon of the four found
+    assert m.centroid_error_m.count == 0 and m.centroid_error_m.value is None
 
 
 def test_a_depth_of_another_size_is_refused_when_read(tmp_path: Path) -> None:

@@ -7,12 +7,14 @@
 object is absent and the right answer is "not found". `mask` (optional, nonzero = object) adds mask IoU; `objects`
 (optional) are boxes of other labelled objects, for the wrong-object rate. Other keys are allowed and ignored.
 
-Optional 3D fields, all three together or none (`promptbox world generate` writes them):
+Optional 3D fields (`promptbox world generate` writes all three): depth and camera_info together, centroids_3d
+with them.
     "depth": "depth/a.png"          aligned to the image: 16-bit PNG/TIFF in millimetres or 32-bit float TIFF in metres
     "camera_info": "info.json"      CameraInfo as JSON (camera.read_camera_info); its K and D are used, so write a
                                     rectified camera's P[:3, :3] as K, with D zero
     "centroids_3d": [[x, y, z]]     per box, the object's visible-surface centre in metres, camera optical frame
-With them, `promptbox eval` reports how many found objects got a 3D pose and the centroid error of the right ones.
+With depth, `promptbox eval` reports how many found objects got a 3D pose; with centroids_3d too, the centroid error of
+the right ones.
 """
 
 from __future__ import annotations
@@ -193,16 +195,18 @@ def _depth_fields(root: Path, where: str, record: dict, boxes: int
     given = [name for name in _DEPTH_FIELDS if name in record]
     if not given:
         return None, None, ()
-    if len(given) != len(_DEPTH_FIELDS):
-        missing = [name for name in _DEPTH_FIELDS if name not in record]
-        raise DatasetError(f"{where}: field {given[0]!r} without {', '.join(map(repr, missing))}; accepted: "
-                           f"{', '.join(_DEPTH_FIELDS)} all together, or none of them")
+    missing = [name for name in _DEPTH_FIELDS[:2] if name not in record]
+    if missing:
+        raise DatasetError(f"{where}: field {given[0]!r} without {', '.join(map(repr, missing))}; accepted: depth "
+                           "and camera_info together (and optionally centroids_3d), or none of them")
     paths = []
     for name in ("depth", "camera_info"):
         path = _string(where, name, record[name], "a path relative to the dataset folder")
         if not (root / path).is_file():
             raise DatasetError(f"{where}: field {name!r} = {path!r}: no such file {str(root / path)!r}")
         paths.append(path)
+    if "centroids_3d" not in record:
+        return paths[0], paths[1], ()  # depth without truth: the pose rate, but no centroid error
     value = record["centroids_3d"]
     accepted = f"a list of {boxes} points [x, y, z] in metres (one per box), finite, with z > 0"
     ok = isinstance(value, list) and len(value) == boxes and all(
