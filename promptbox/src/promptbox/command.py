@@ -355,7 +355,7 @@ def _cut_second_clause(tokens: list[str], notes: list[str]) -> list[str]:
 def _check_quantifier(command: str, tokens: list[str]) -> None:
     """ "grab all the red blocks", "both mugs", "two cups": a goal is one object."""
     words = _strip(tokens, _DETERMINERS, leading=True)
-    if not words or not (words[0] in _QUANTIFIERS or (words[0].isdigit() and int(words[0]) > 1)):
+    if not words or not (words[0] in _QUANTIFIERS or (words[0].isdecimal() and int(words[0]) > 1)):
         return
     what = [t for t in _strip(words[1:], _DETERMINERS + _phrases("of"), leading=True) if t not in _ARTICLES]
     named = f" {' '.join(what)!r}" if what else ""
