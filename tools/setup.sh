@@ -91,7 +91,9 @@ fi
 
 # 4. The colcon workspace, into install/ (symlinked Python, so editing promptbox_ros needs no rebuild).
 if [ -z "$ros_skip" ]; then
-  ws_digest=$(cat "$build/.cmake-fix-stamp" <(printf '%s\n' "${workspace[@]}") \
+  # Inputs: the sources, the interpreter's include dirs and the ROS wheels' versions (not the other pins).
+  ws_digest=$(cat <(printf '%s\n' "$py_include" "$np_include" "${workspace[@]}") \
+    <("$venv/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null | grep -i '^ros-') \
     <(find "${workspace[@]}" -type f -not -name '*.pyc' -not -path '*/__pycache__/*' -not -path '*/test/*' -not -path '*/promptbox_ros/promptbox_ros/*' -print0 \
       | sort -z | xargs -0 cat) | sha256sum | cut -d' ' -f1)
   if fresh "$build/.colcon-stamp" "$ws_digest" && [ -f "$prefix/setup.bash" ]; then
