@@ -24,7 +24,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, qos_profile_sensor_data, qos_profile_services_default
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2D, Detection2DArray
@@ -47,10 +47,18 @@ from promptbox_ros.images import (
 )
 from promptbox_ros.parameters import PARAMETERS, check, locator_config
 
-__all__ = ["EXECUTOR_THREADS", "LocateNode", "RANDOM_WEIGHTS_TAG"]
+__all__ = ["ACTION_QUEUE_DEPTH", "EXECUTOR_THREADS", "LocateNode", "RANDOM_WEIGHTS_TAG"]
 
 EXECUTOR_THREADS = 4  # images, the running goal, goal/cancel requests and lifecycle services, background embedding
 _POLL_S = 0.1  # how often a waiting goal looks for a cancel or a preemption
+# The action's services keep this many requests: the default 10 drops goals when a planner sends 20 at once.
+ACTION_QUEUE_DEPTH = 100
+_ACTION_SERVICE_QOS = QoSProfile(
+    history=qos_profile_services_default.history,
+    depth=ACTION_QUEUE_DEPTH,
+    reliability=qos_profile_services_default.reliability,
+    durability=qos_profile_services_default.durability,
+)
 _STOP_WAIT_S = 10.0  # deactivate waits this long for the running goal to end at its next check
 _CORE_RANDOM_HINT = "or use --random-weights / allow_random_weights=True for plumbing checks only"
 _ROS_RANDOM_HINT = (
@@ -210,6 +218,9 @@ class LocateNode(LifecycleNode):
             handle_accepted_callback=self._on_accepted,
             cancel_callback=self._on_cancel,
             callback_group=ReentrantCallbackGroup(),
+            goal_service_qos_profile=_ACTION_SERVICE_QOS,
+            result_service_qos_profile=_ACTION_SERVICE_QOS,
+            cancel_service_qos_profile=_ACTION_SERVICE_QOS,
         )
         if self._values["precompute_embedding"]:
             self._timer = self.create_timer(0.05, self._precompute, callback_group=MutuallyExclusiveCallbackGroup())

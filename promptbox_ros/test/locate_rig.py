@@ -16,11 +16,13 @@ from promptbox_interfaces.action import Locate
 from rcl_interfaces.msg import Log
 from rclpy.action import ActionClient
 from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2D, Detection2DArray
 
+STAGES = ["waiting_for_image", "embedding", "proposing", "matching", "selecting"]
 SAMPLE = Path(__file__).resolve().parents[2] / "promptbox" / "src" / "promptbox" / "data" / "coffee.png"
 WIDTH, HEIGHT = 640, 480
 
@@ -148,3 +150,33 @@ def bgr8(rgb: np.ndarray, header: Header) -> Image:
     height, width = rgb.shape[:2]
     return Image(header=header, height=height, width=width, encoding="bgr8", is_bigendian=0, step=width * 3,
                  data=np.ascontiguousarray(rgb[..., ::-1]).tobytes())
+
+
+# Small and permissive: a 2x2 prompt grid keeps a goal near a second; thresholds at 0 keep random-init masks alive,
+# and min_score 0 makes every goal on a frame with proposals a "found", so the detection path always runs.
+TEST_PARAMETERS = {
+    "allow_random_weights": True,
+    "mode": "exact",
+    "amg.points_per_side": 2,
+    "amg.pred_iou_thresh": 0.0,
+    "amg.stability_score_thresh": 0.0,
+    "amg.min_mask_region_area": 0,
+    "min_score": 0.0,
+    "top_k": 3,
+    "image_timeout_s": 5.0,
+    "max_image_age_s": 60.0,  # the tests that pause the camera still answer on its last frame
+}
+
+
+def overrides(**extra) -> list[Parameter]:
+    return [Parameter(name, value=value) for name, value in {**TEST_PARAMETERS, **extra}.items()]
+
+
+def remaps(topic: str) -> list[str]:
+    return ["--ros-args", "-r", f"image:={topic}"]
+
+
+def started(node):
+    """configure + activate, as autostart does in the process."""
+    assert node.start(), node.start_error
+    return node

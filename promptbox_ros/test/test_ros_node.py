@@ -21,10 +21,21 @@ from ros_workspace import require_workspace
 require_workspace()
 
 from action_msgs.msg import GoalStatus  # noqa: E402
-from locate_rig import HEIGHT, WIDTH, Rig, Spinning, result_of, until  # noqa: E402
+from locate_rig import (  # noqa: E402
+    HEIGHT,
+    STAGES,
+    TEST_PARAMETERS,
+    WIDTH,
+    Rig,
+    Spinning,
+    overrides,
+    remaps,
+    result_of,
+    started,
+    until,
+)
 from promptbox_interfaces.action import Locate  # noqa: E402
 from rclpy.action import ActionClient  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
@@ -33,37 +44,6 @@ from promptbox_ros.locate_node import EXECUTOR_THREADS, RANDOM_WEIGHTS_TAG, Loca
 
 NAMESPACE = "/pbtest"
 CAMERA = "/pbtest_camera/image_raw"
-STAGES = ["waiting_for_image", "embedding", "proposing", "matching", "selecting"]
-# Small and permissive: a 2x2 prompt grid keeps a goal near a second; thresholds at 0 keep random-init masks alive,
-# and min_score 0 makes every goal on a frame with proposals a "found", so the detection path always runs.
-TEST_PARAMETERS = {
-    "allow_random_weights": True,
-    "mode": "exact",
-    "amg.points_per_side": 2,
-    "amg.pred_iou_thresh": 0.0,
-    "amg.stability_score_thresh": 0.0,
-    "amg.min_mask_region_area": 0,
-    "min_score": 0.0,
-    "top_k": 3,
-    "image_timeout_s": 5.0,
-    "max_image_age_s": 60.0,  # the tests that pause the camera still answer on its last frame
-}
-
-
-def _overrides(**extra) -> list[Parameter]:
-    return [Parameter(name, value=value) for name, value in {**TEST_PARAMETERS, **extra}.items()]
-
-
-def _remaps(topic: str) -> list[str]:
-    return ["--ros-args", "-r", f"image:={topic}"]
-
-
-def _started(node: LocateNode) -> LocateNode:
-    """configure + activate, as autostart does in the process."""
-    assert node.start(), node.start_error
-    return node
-
-
 @pytest.fixture(scope="module")
 def rig(ros_context):
     rig = Rig(ros_context, NAMESPACE, CAMERA)
@@ -75,10 +55,10 @@ def rig(ros_context):
 
 @pytest.fixture(scope="module")
 def node(ros_context, rig):
-    started = time.perf_counter()
-    node = _started(LocateNode(context=ros_context, namespace=NAMESPACE, cli_args=_remaps(CAMERA),
-                               parameter_overrides=_overrides()))
-    print(f"\nlocate_node ready in {time.perf_counter() - started:.1f} s: {node.locator.describe()}")
+    began = time.perf_counter()
+    node = started(LocateNode(context=ros_context, namespace=NAMESPACE, cli_args=remaps(CAMERA),
+                               parameter_overrides=overrides()))
+    print(f"\nlocate_node ready in {time.perf_counter() - began:.1f} s: {node.locator.describe()}")
     spinning = Spinning(ros_context, node, threads=EXECUTOR_THREADS)
     rig.wait_for_node()
     until(lambda: node.count_subscribers(f"{NAMESPACE}/debug_image") > 0, 10, "the rig subscribed to debug_image")
@@ -89,8 +69,8 @@ def node(ros_context, rig):
 
 
 def _extra_node(ros_context, namespace: str, topic: str, locator, **params):
-    node = _started(LocateNode(locator=locator, context=ros_context, namespace=namespace, cli_args=_remaps(topic),
-                               parameter_overrides=_overrides(warmup=False, **params)))
+    node = started(LocateNode(locator=locator, context=ros_context, namespace=namespace, cli_args=remaps(topic),
+                               parameter_overrides=overrides(warmup=False, **params)))
     return node, Spinning(ros_context, node, threads=EXECUTOR_THREADS)
 
 
@@ -284,7 +264,7 @@ def test_stale_frames_are_refused_and_a_goal_can_wait_for_a_new_one(ros_context,
 ])
 def test_bad_parameters_are_refused_at_configure(ros_context, node, name, value, accepted):
     bad = LocateNode(locator=node.locator, context=ros_context, namespace="/pbtest_bad",
-                     parameter_overrides=_overrides(warmup=False, **{name: value}))
+                     parameter_overrides=overrides(warmup=False, **{name: value}))
     try:
         assert not bad.start()
         assert accepted in bad.start_error
@@ -436,13 +416,13 @@ def test_goal_before_any_image_aborts_naming_the_topic(ros_context, node, rig):
     try:
         until(lambda: client.wait_for_server(timeout_sec=0.1), 20, "the no-camera node's server appeared")
         feedback: list = []
-        started = time.monotonic()
+        sent_at = time.monotonic()
         future = client.send_goal_async(Locate.Goal(command="take the scissors"),
                                         feedback_callback=lambda m: feedback.append(m.feedback))
         handle = until(lambda: future.done() and future.result(), 10, "goal accepted")
         done = handle.get_result_async()
         until(done.done, 20, "the goal ended")
-        waited = time.monotonic() - started
+        waited = time.monotonic() - sent_at
         assert done.result().status == GoalStatus.STATUS_ABORTED
         message = done.result().result.message
         assert f"nothing arrived on {topic} (sensor_msgs/Image)" in message and "image_timeout_s=1" in message

@@ -1,0 +1,242 @@
+"""Trying to break locate_node over real rclpy and Fast DDS: odd commands, bad frames on the camera topic, a cancel
+while it waits for a frame, 20 goals at once under each goal policy, and a client that disappears mid-goal. Every
+case must explain itself, and the node must answer a plain goal afterwards."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+from ros_workspace import require_workspace
+
+require_workspace()
+
+import rclpy  # noqa: E402
+from action_msgs.msg import GoalStatus  # noqa: E402
+from locate_rig import (  # noqa: E402
+    HEIGHT,
+    WIDTH,
+    Rig,
+    Spinning,
+    overrides,
+    remaps,
+    result_of,
+    started,
+    until,
+)
+from promptbox_interfaces.action import Locate  # noqa: E402
+from rclpy.action import ActionClient  # noqa: E402
+from rclpy.qos import QoSProfile  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from promptbox_ros.locate_node import ACTION_QUEUE_DEPTH, EXECUTOR_THREADS, LocateNode  # noqa: E402
+
+NAMESPACE = "/pbrobust"
+CAMERA = "/pbrobust_camera/image_raw"
+ENDED = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_ABORTED, GoalStatus.STATUS_CANCELED)
+
+
+@pytest.fixture(scope="module")
+def rig(ros_context):
+    rig = Rig(ros_context, NAMESPACE, CAMERA)
+    spinning = Spinning(ros_context, rig.node, threads=2)
+    yield rig
+    spinning.stop()
+    rig.node.destroy_node()
+
+
+@pytest.fixture(scope="module")
+def node(ros_context, rig):
+    node = started(LocateNode(context=ros_context, namespace=NAMESPACE, cli_args=remaps(CAMERA),
+                              parameter_overrides=overrides(warmup=False)))
+    spinning = Spinning(ros_context, node, threads=EXECUTOR_THREADS)
+    rig.wait_for_node()
+    yield node
+    node.close()
+    spinning.stop()
+    node.destroy_node()
+
+
+def _extra(ros_context, rig, name: str, topic: str, locator, **params):
+    node = started(LocateNode(locator=locator, context=ros_context, namespace=f"/{name}", cli_args=remaps(topic),
+                              parameter_overrides=overrides(warmup=False, **params)))
+    spinning = Spinning(ros_context, node, threads=EXECUTOR_THREADS)
+    client = _deep_client(rig.node, f"/{name}/locate")
+    until(lambda: client.wait_for_server(timeout_sec=0.1), 20, f"the {name} node's server appeared")
+    return node, spinning, client
+
+
+def _close(node, spinning, client) -> None:
+    client.destroy()
+    node.close()
+    spinning.stop()
+    node.destroy_node()
+
+
+def _still_serves(rig) -> None:
+    status, result, _ = rig.locate("the cup")
+    assert status == GoalStatus.STATUS_SUCCEEDED, result.message
+    assert result.target == "cup"
+
+
+@pytest.mark.parametrize("command", [
+    "", "   ", "x" * 5000, "take the scissors\x00", "take\x07 the cup", "\x1b[2Jthe cup", "take the 🙂", "🙂🙂",
+    "nimm die Schere", "ножницы", "请拿剪刀", "please do it", "the", "42", "take 3 cups",
+])
+def test_an_odd_command_is_refused_or_answered_with_a_reason(node, rig, command):
+    before = len(rig.logged("rejected a locate goal"))
+    handle, _ = rig.send(command)
+    if not handle.accepted:
+        reasons = until(lambda: rig.logged("rejected a locate goal")[before:], 5, "the rejection was logged")
+        assert "accepted:" in reasons[0], reasons[0]
+    else:
+        response = result_of(handle.get_result_async(), 60, f"the goal {command[:20]!r} ended")
+        assert response.status in ENDED and response.result.message
+    _still_serves(rig)
+
+
+def test_bad_frames_are_dropped_naming_the_problem_and_the_stream_goes_on(node, rig):
+    def frame(encoding: str, height: int, width: int, step: int, size: int) -> Image:
+        return Image(header=Header(frame_id="bad"), height=height, width=width, encoding=encoding, step=step,
+                     data=bytes(size))
+
+    bad = [
+        (frame("bayer_rggb8", HEIGHT, WIDTH, WIDTH, WIDTH * HEIGHT), "encoding='bayer_rggb8' is not supported"),
+        (frame("32FC1", HEIGHT, WIDTH, WIDTH * 4, WIDTH * HEIGHT * 4), "encoding='32FC1' is not supported"),
+        (frame("rgb8", 0, WIDTH, WIDTH * 3, 0), f"image is {WIDTH}x0"),
+        (frame("rgb8", HEIGHT, WIDTH, WIDTH * 3, 100), "accepted: exactly step*height bytes"),
+    ]
+    rig.streaming.clear()
+    try:
+        for msg, problem in bad:
+            def publish(msg=msg, problem=problem):
+                rig.camera.publish(msg)
+                time.sleep(0.05)
+                return rig.logged(problem)
+
+            logged = until(publish, 10, f"the frame with {problem!r} was logged")
+            assert CAMERA in logged[0] and "dropped a frame" in logged[0]
+    finally:
+        rig.streaming.set()
+    _still_serves(rig)
+
+
+def test_cancel_while_waiting_for_a_frame(ros_context, node, rig):
+    extra, spinning, client = _extra(ros_context, rig, "pbrobust_nocamera", "/pbrobust_nocamera/image",
+                                     node.locator, image_timeout_s=30.0)
+    try:
+        feedback: list = []
+        future = client.send_goal_async(Locate.Goal(command="the cup"),
+                                        feedback_callback=lambda m: feedback.append(m.feedback.stage))
+        handle = until(lambda: future.done() and future.result(), 10, "goal accepted")
+        until(lambda: feedback == ["waiting_for_image"], 10, "the goal waits for a frame")
+        asked = time.monotonic()
+        handle.cancel_goal_async()
+        response = result_of(handle.get_result_async(), 10, "the canceled goal ended")
+        assert response.status == GoalStatus.STATUS_CANCELED and response.result.target == "cup"
+        assert time.monotonic() - asked < 2.0
+    finally:
+        _close(extra, spinning, client)
+
+
+def _twenty(client) -> list:
+    futures = [client.send_goal_async(Locate.Goal(command=f"the cup number {i}" if i % 2 else "the cup"))
+               for i in range(20)]
+    handles = [until(lambda f=f: f.done() and f.result(), 20, "goal accepted") for f in futures]
+    assert all(h.accepted for h in handles)
+    return [h.get_result_async() for h in handles]
+
+
+def _deep_client(node, name: str) -> ActionClient:
+    """A client that can have 20 goal requests in flight: the services' default depth of 10 drops replies."""
+    qos = QoSProfile(depth=ACTION_QUEUE_DEPTH)
+    return ActionClient(node, Locate, name, goal_service_qos_profile=qos, result_service_qos_profile=qos,
+                        cancel_service_qos_profile=qos)
+
+
+def test_twenty_goals_at_once_queue_and_all_end(node, rig):
+    client = _deep_client(rig.node, f"{NAMESPACE}/locate")
+    try:
+        done = _twenty(client)
+        until(lambda: all(d.done() for d in done), 240, "all 20 queued goals ended")
+        statuses = [d.result().status for d in done]
+        assert all(s in ENDED for s in statuses), statuses
+        assert statuses.count(GoalStatus.STATUS_SUCCEEDED) + statuses.count(GoalStatus.STATUS_ABORTED) == 20
+        assert statuses[0] == statuses[-1] == GoalStatus.STATUS_SUCCEEDED
+    finally:
+        client.destroy()
+    _still_serves(rig)
+
+
+def test_twenty_goals_at_once_preempt_keeps_the_last(ros_context, node, rig):
+    extra, spinning, client = _extra(ros_context, rig, "pbrobust_preempt", CAMERA, node.locator,
+                                     goal_policy="preempt")
+    try:
+        done = _twenty(client)
+        until(lambda: all(d.done() for d in done), 120, "all 20 goals ended")
+        statuses = [d.result().status for d in done]
+        assert statuses[-1] == GoalStatus.STATUS_SUCCEEDED, done[-1].result().result.message
+        assert statuses[:-1] == [GoalStatus.STATUS_ABORTED] * 19
+        assert all("preempted" in d.result().result.message for d in done[:-1])
+    finally:
+        _close(extra, spinning, client)
+
+
+def test_a_client_that_disappears_mid_goal(ros_context, node, rig, monkeypatch):
+    proposer = node.locator.proposer
+    monkeypatch.setattr(proposer, "settings", replace(proposer.settings, points_per_side=6))
+    rig.vary_frames.set()  # a goal on a new frame spends time in the encoder and the decoder
+    planner = rclpy.create_node("pbrobust_vanishing_planner", context=ros_context)
+    spinning = Spinning(ros_context, planner, threads=2)
+    client = ActionClient(planner, Locate, f"{NAMESPACE}/locate")
+    try:
+        until(lambda: client.wait_for_server(timeout_sec=0.1), 20, "the planner found the server")
+        feedback: list = []
+        future = client.send_goal_async(Locate.Goal(command="the cup"),
+                                        feedback_callback=lambda m: feedback.append(m.feedback.stage))
+        until(lambda: future.done() and future.result(), 10, "goal accepted")
+        until(lambda: "embedding" in feedback, 30, "the goal started")
+    finally:
+        client.destroy()
+        spinning.stop()
+        planner.destroy_node()  # gone mid-goal, without a cancel
+        rig.vary_frames.clear()
+    before = len(rig.logged("failed"))
+    _still_serves(rig)
+    assert rig.logged("failed")[before:] == [], "no goal may fail because its client left"
+
+
+def _bad_weights(kind: str, folder) -> dict[str, object]:
+    """Parameters naming one broken weights file (or folder) of `kind`."""
+    import torch
+
+    sam = folder / "mobile_sam.pt"
+    if kind == "truncated":
+        buffer = folder / "whole.pt"
+        torch.save({"image_encoder.weight": torch.zeros(64, 64)}, buffer)
+        sam.write_bytes(buffer.read_bytes()[:200])
+    elif kind == "not a checkpoint":
+        sam.write_text("this is not a checkpoint\n")
+    elif kind == "wrong architecture":
+        torch.save({"backbone.weight": torch.zeros(3)}, sam)
+    else:  # a CLIP folder without its weights file
+        clip = folder / "my-clip"
+        clip.mkdir()
+        (clip / "config.json").write_text("{}")
+        return {"clip_model": str(clip), "allow_random_weights": True}
+    return {"sam_checkpoint": str(sam), "allow_random_weights": False}
+
+
+@pytest.mark.parametrize("kind", ["truncated", "not a checkpoint", "wrong architecture", "clip folder"])
+def test_broken_weights_fail_configure_naming_the_file(ros_context, tmp_path, kind):
+    params = _bad_weights(kind, tmp_path)
+    bad = LocateNode(context=ros_context, namespace="/pbrobust_weights", parameter_overrides=overrides(**params))
+    try:
+        assert not bad.start()
+        named = params.get("sam_checkpoint") or params["clip_model"]
+        assert str(named) in bad.start_error, bad.start_error
+        assert "Traceback" not in bad.start_error
+    finally:
+        bad.destroy_node()
