@@ -5,6 +5,8 @@ The node configures and activates itself (its `autostart` parameter, true by def
 it unconfigured for a lifecycle manager. When the node ends, the launch ends, and exits non-zero if the node did.
 """
 
+import signal
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, Shutdown
 from launch.event_handlers import OnProcessExit
@@ -54,8 +56,11 @@ def overrides(context) -> dict[str, object]:
 
 
 def _ended(event, context):
-    if event.returncode != 0:
-        raise LocateNodeFailed(f"locate_node exited with code {event.returncode}; its message is above")
+    code = event.returncode
+    if code < 0:
+        raise LocateNodeFailed(f"locate_node was killed by {signal.Signals(-code).name}")
+    if code != 0:
+        raise LocateNodeFailed(f"locate_node exited with code {code}; its message is above")
     return [Shutdown(reason="locate_node exited")]
 
 

@@ -22,13 +22,16 @@ from ros_workspace import require_ros2_cli
 require_ros2_cli()
 
 import rclpy  # noqa: E402
+from locate_rig import Spinning  # noqa: E402
+from promptbox_interfaces.action import Locate  # noqa: E402
+from rclpy.action import ActionClient  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE.parent / "config" / "locate.yaml"
 CAMERA = "/cam/image_raw"
 LAUNCH = ["ros2", "launch", "promptbox_ros", "locate.launch.py"]
 STAGES = ["waiting_for_image", "embedding", "proposing", "matching", "selecting"]
-PLUMBING = {"min_score": 0.0, "warmup": False, "image_timeout_s": 10.0}
+PLUMBING = {"min_score": 0.0, "warmup": False, "image_timeout_s": 3.0, "max_image_age_s": 1.0}
 PLUMBING_AMG = {"points_per_side": 2, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "min_mask_region_area": 0}
 
 
@@ -51,6 +54,39 @@ def _until(condition, timeout: float, what: str):
             raise AssertionError(f"within {timeout:.0f} s: {what}")
         time.sleep(0.1)
     return value
+
+
+class Camera:
+    """camera_publisher.py in its own process, which a test can kill and start again."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, str(HERE / "camera_publisher.py"), CAMERA], env=_env(),
+                                        start_new_session=True)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def _plumbing_params(folder: Path) -> Path:
+    document = yaml.safe_load(CONFIG.read_text())
+    params = document["/**"]["ros__parameters"]
+    params.update(PLUMBING)
+    params["amg"].update(PLUMBING_AMG)
+    params_file = folder / "plumbing.yaml"
+    params_file.write_text(yaml.safe_dump(document))
+    return params_file
+
+
+def _active(launch: Launched) -> None:
+    _until(lambda: "active: serving /locate" in launch.text() or launch.process.poll() is not None, 180,
+           "the launched node became active")
+    assert launch.process.poll() is None, launch.text()
 
 
 class Launched:
@@ -91,30 +127,24 @@ def graph(ros_context):
 
 
 @pytest.fixture(scope="module")
-def launched(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("user_path")
-    document = yaml.safe_load(CONFIG.read_text())
-    params = document["/**"]["ros__parameters"]
-    params.update(PLUMBING)
-    params["amg"].update(PLUMBING_AMG)
-    params_file = folder / "plumbing.yaml"
-    params_file.write_text(yaml.safe_dump(document))
+def camera():
+    camera = Camera()
+    yield camera
+    camera.kill()
+    _run(["ros2", "daemon", "stop"])  # the CLI's daemon outlives the commands; it belongs to this test
 
-    camera = subprocess.Popen([sys.executable, str(HERE / "camera_publisher.py"), CAMERA], env=_env(),
-                              start_new_session=True)
-    launch = Launched(["allow_random_weights:=true", f"image:={CAMERA}", f"params_file:={params_file}"],
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory, camera):
+    folder = tmp_path_factory.mktemp("user_path")
+    launch = Launched(["allow_random_weights:=true", f"image:={CAMERA}", f"params_file:={_plumbing_params(folder)}"],
                       folder / "launch.log")
     try:
-        _until(lambda: "active: serving /locate" in launch.text() or launch.process.poll() is not None, 180,
-               "the launched node became active")
-        assert launch.process.poll() is None, launch.text()
+        _active(launch)
         yield launch
     finally:
         print(launch.text())
         launch.kill()
-        camera.send_signal(signal.SIGINT)
-        camera.wait(timeout=20)
-        _run(["ros2", "daemon", "stop"])  # the CLI's daemon outlives the commands; it belongs to this test
 
 
 def test_show_args_lists_every_argument():
@@ -157,6 +187,20 @@ def test_param_get_reads_the_params_file(launched):
     # min_score was not given on the command line: the file's 0.0 stands (the default file says 0.5).
     done = _run(["ros2", "param", "get", "/locate_node", "min_score"])
     assert "Double value is: 0.0" in done.stdout
+
+
+def test_a_camera_that_dies_gives_the_stale_frame_message_and_a_restart_recovers(launched, camera):
+    goal = ["ros2", "action", "send_goal", "/locate", "promptbox_interfaces/action/Locate", "{command: 'the cup'}"]
+    camera.kill()
+    time.sleep(1.5)  # longer than max_image_age_s=1 in the plumbing file
+    done = _run(goal, timeout=120)
+    assert "Goal finished with status: ABORTED" in done.stdout
+    assert f"the newest frame on {CAMERA} is " in done.stdout and "is the camera still publishing?" in done.stdout
+    assert "target: cup" in done.stdout
+
+    camera.start()
+    done = _run(goal, timeout=120)
+    assert "Goal finished with status: SUCCEEDED" in done.stdout
 
 
 def _transition(transition_id: int) -> str:
@@ -219,8 +263,37 @@ def test_launch_ends_with_the_reason_when_the_node_cannot_start(tmp_path):
     assert "locate_node exited with code 1" in text
 
 
-def test_ros2_run_refuses_a_bad_parameter_at_start_up():
-    done = _run(["ros2", "run", "promptbox_ros", "locate_node", "--ros-args", "-p", "part_margin:=-1.0",
-                 "-p", "allow_random_weights:=true", "-r", "__node:=pbtest_bad_param"], timeout=60)
-    assert done.returncode == 1
-    assert "part_margin=-1.0 is out of range; accepted: a number from 0 to 1" in done.stderr
+def test_a_node_killed_mid_goal_is_reported_by_launch_and_seen_by_the_client(tmp_path, camera, ros_context):
+    launch = Launched(["allow_random_weights:=true", f"image:={CAMERA}", f"params_file:={_plumbing_params(tmp_path)}"],
+                      tmp_path / "launch.log")
+    planner = rclpy.create_node("pbtest_user_path_planner", context=ros_context)
+    spinning = Spinning(ros_context, planner, threads=2)
+    client = ActionClient(planner, Locate, "/locate")
+    try:
+        if camera.process.poll() is not None:
+            camera.start()
+        _active(launch)
+        pid = int(launch.text().split("[locate_node-1]: process started with pid [", 1)[1].split("]", 1)[0])
+        _until(lambda: client.wait_for_server(timeout_sec=0.1), 30, "the planner found the server")
+        feedback: list = []
+        future = client.send_goal_async(Locate.Goal(command="the cup"),
+                                        feedback_callback=lambda m: feedback.append(m.feedback.stage))
+        handle = _until(lambda: future.done() and future.result(), 30, "goal accepted")
+        result = handle.get_result_async()
+        _until(lambda: "embedding" in feedback, 60, "the goal started")
+        os.kill(pid, signal.SIGKILL)
+
+        # The result never comes; a client with a timeout sees the server go away instead, once DDS notices the
+        # dead participant (Fast DDS: a lease of about 20 s).
+        _until(lambda: not client.server_is_ready(), 45, "the client saw the server disappear")
+        assert not result.done()
+        assert launch.wait(timeout=30) == 1
+        text = launch.text()
+        assert f"process has died [pid {pid}, exit code -9" in text
+        assert "locate_node was killed by SIGKILL" in text
+    finally:
+        print(launch.text())
+        launch.kill()
+        client.destroy()
+        spinning.stop()
+        planner.destroy_node()
