@@ -220,7 +220,7 @@ def test_lifecycle_deactivate_cleanup_configure_activate(launched, graph):
     assert "success=True" in _transition(4)  # deactivate
     assert "label='inactive'" in _state()
     _until(lambda: graph.count_subscribers(CAMERA) == 0, 10, "the camera subscription was removed")
-    assert "/locate" not in _run(["ros2", "action", "list"]).stdout
+    assert "/locate" not in _run(["ros2", "action", "list"]).stdout.split()
     done = _run(["ros2", "param", "set", "/locate_node", "mode", "fast"])
     assert "locate_node reads its parameters at configure" in done.stdout + done.stderr
 
