@@ -5,9 +5,9 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 world="$root/weights/world"
 out="$root/out/world"
-# Seed 9's first class query is one the world weights answer right; other seeds (WORLD_SEED=N) show the misses
-# too: about half of class queries are right (README "Accuracy").
-seed=${WORLD_SEED:-9}
+# Seed 1's first class query is one the world weights answer right in fast mode; other seeds (WORLD_SEED=N) show
+# the misses too: fast mode with world MobileSAM gets about a fifth of class queries right (README "Accuracy").
+seed=${WORLD_SEED:-1}
 command=${WORLD_COMMAND:-}
 promptbox world generate "$out/scene" --scenes 1 --seed "$seed" >/dev/null
 image="$out/scene/images/scene_0000.png"
@@ -17,14 +17,9 @@ if [ -z "$command" ]; then
 fi
 echo "demo-world: synthetic tabletop scene (seed $seed), command: \"$command\""
 set +e
-sam=(--sam-checkpoint "$world/mobile_sam.pt")
-if [ ! -f "$world/mobile_sam.pt" ]; then
-  # World MobileSAM weights need a GPU run (tools/world/README.md); until then the scene's exact masks stand in.
-  echo "demo-world: no world mobile_sam.pt yet: the scene's exact masks stand in for MobileSAM's network" >&2
-  sam=(--world-masks "$out/scene")
-fi
-promptbox locate "$image" "$command" "${sam[@]}" --model "$world/world-clip" \
-  --mode "${PROMPTBOX_MODE:-exact}" --out "$out/answer.png"
+# Fast mode: exact mode keeps hundreds of world MobileSAM masks and takes minutes a frame on a 2-core CPU.
+promptbox locate "$image" "$command" --sam-checkpoint "$world/mobile_sam.pt" --model "$world/world-clip" \
+  --mode "${PROMPTBOX_MODE:-fast}" --out "$out/answer.png"
 rc=$?
 set -e
 case $rc in

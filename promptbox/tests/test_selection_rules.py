@@ -185,15 +185,31 @@ def test_a_part_is_as_found_as_its_whole_and_needs_a_region_inside_it() -> None:
     found = select(masks, boxes, np.array([0.3, 0.3]), np.array([0.7, 0.3]), Target("cap of marker"),
                    min_score=0.5, whole=scores("marker", [0.9, 0.1]))
     assert isinstance(found, Detection) and found.box_xyxy == box(CAP) and found.score == pytest.approx(0.9)
-    missing = select(masks, boxes, np.array([0.3, 0.3]), np.array([0.7, 0.75]), Target("cap of marker"),
+    missing = select(masks, boxes, np.array([0.3, 0.3]), np.array([0.7, 0.3]), Target("cap of marker"),
                      min_score=0.5, whole=scores("marker", [0.2, 0.1]))
     assert isinstance(missing, NotFound)
     assert "the 'marker' that 'cap of marker' belongs to was not found (best 0.20" in missing.reason
+    assert "the best part region scored 0.30, below min_score 0.50" in missing.reason
     apart, apart_boxes = scene(CAP, OTHER_CAP)  # nothing contains anything
     alone = select(apart, apart_boxes, np.array([0.3, 0.3]), np.array([0.7, 0.8]), Target("cap of marker"),
                    min_score=0.5, whole=scores("marker", [0.2, 0.1]))
     assert isinstance(alone, NotFound)
     assert "no region inside a 'marker' was proposed for 'cap of marker'" in alone.reason
+
+
+def test_a_part_named_confidently_by_itself_needs_no_confident_whole() -> None:
+    # The CLIP misnames the whole marker (0.2), but the region inside it is confidently "cap of marker" against the
+    # object names ("marker" among them): the cap is found, on its own evidence, and the answer says so.
+    masks, boxes = scene(MARKER, CAP, OTHER_CAP)
+    conf = np.array([0.3, 0.8, 0.9])  # OTHER_CAP scores higher, but lies inside nothing: not a part of anything seen
+    found = select(masks, boxes, np.array([0.3, 0.31, 0.32]), conf, Target("cap of marker"), min_score=0.5,
+                   whole=scores("marker", [0.2, 0.1, 0.1]))
+    assert isinstance(found, Detection) and found.box_xyxy == box(CAP) and found.score == pytest.approx(0.8)
+    assert "'marker' was not confidently named" in found.notes[0]
+    # A confident whole still decides: the region inside it, scored by the whole.
+    by_whole = select(masks, boxes, np.array([0.3, 0.31, 0.32]), conf, Target("cap of marker"), min_score=0.5,
+                      whole=scores("marker", [0.9, 0.1, 0.1]))
+    assert isinstance(by_whole, Detection) and by_whole.score == pytest.approx(0.9) and not by_whole.notes
 
 
 def test_part_requests_are_recognised_by_their_part_noun() -> None:

@@ -92,7 +92,8 @@ def select(
     - Plain: the most confident region, or the largest region containing it whose similarity is within
       `part_margin` and which passes min_score (the whole screwdriver, not its head).
     - A part ("cap of marker", `whole` = the marker's scores): the most confident region inside the best whole;
-      its score is the whole's confidence (object names compete with "marker", not with "cap of marker").
+      its score is the whole's confidence (object names compete with "marker", not with "cap of marker"). With no
+      confident whole, a region inside another that is confidently the part phrase itself, said in the notes.
     - A spatial word picks among the plausible regions: target regions at min_score, one per object.
     - A relation (`anchor` = the anchor phrase's scores) picks the plausible region that best stands in that
       relation to the best anchor region; no anchor, or no region in that relation, is NotFound saying so.
@@ -115,6 +116,9 @@ def select(
         conf = conf.copy()
         if owner is not None:
             conf[chosen] = whole.confidence[owner]
+        elif miss is None:
+            notes.append(f"the {whole.phrase!r} was not confidently named; the part was recognised as "
+                         f"{target.phrase!r} by itself, inside a larger region")
     else:
         chosen = _whole_over_parts(regions, sim, conf, min_score, part_margin)
     plausible = _plausible(regions, boxes, conf, min_score, top1)
@@ -216,7 +220,11 @@ def _part_of_whole(
     regions: _Regions, conf: np.ndarray, whole: PhraseScores, target: Target, min_score: float
 ) -> tuple[int, str | None, int | None]:
     """An explicit part ("cap of marker"): the region inside the most confident whole (among regions with regions
-    inside them) that scores best for the part phrase. Returns (chosen, reason if not found, the whole's index)."""
+    inside them) that scores best for the part phrase. Returns (chosen, reason if not found, the whole's index).
+
+    When no whole is confidently named, a region that is itself confidently the part phrase (against the object
+    names, "marker" among them) and lies inside another region is the part: the whole is then evidenced by the part
+    ("the cap of a marker" is a marker's cap). Its whole index is None, and the caller says so in the notes."""
     n = len(conf)
     # Most confident whole first, stopping at the first with a region inside: not every pair of regions.
     for owner in (int(j) for j in np.argsort(-whole.confidence, kind="stable")):
@@ -224,14 +232,18 @@ def _part_of_whole(
         if inside:
             break
     else:
-        reason = f"no region inside a {whole.phrase!r} was proposed for {target.phrase!r}"
-        return int(np.argmax(conf)), reason, None
-    chosen = max(inside, key=lambda i: conf[i])
-    if whole.confidence[owner] < min_score:
-        reason = (f"the {whole.phrase!r} that {target.phrase!r} belongs to was not found (best "
-                  f"{_below(float(whole.confidence[owner]), min_score)})")
-        return chosen, reason, owner
-    return chosen, None, owner
+        owner, inside = None, []
+    if owner is not None and whole.confidence[owner] >= min_score:
+        return max(inside, key=lambda i: conf[i]), None, owner
+    parts = [int(i) for i in np.argsort(-conf, kind="stable") if regions.containers(i)]  # inside another region
+    if parts and conf[parts[0]] >= min_score:
+        return parts[0], None, None
+    if owner is None:
+        return int(np.argmax(conf)), f"no region inside a {whole.phrase!r} was proposed for {target.phrase!r}", None
+    reason = (f"the {whole.phrase!r} that {target.phrase!r} belongs to was not found (best "
+              f"{_below(float(whole.confidence[owner]), min_score)}), and the best part region scored "
+              f"{_below(float(conf[parts[0]]), min_score)} as {target.phrase!r} by itself")
+    return max(inside, key=lambda i: conf[i]), reason, owner
 
 
 def _plausible(
