@@ -157,16 +157,20 @@ def test_show_args_lists_every_argument():
 
 
 def test_send_goal_with_feedback_and_topic_echo(launched, graph):
-    echo = subprocess.Popen(["ros2", "topic", "echo", "/detection", "--once"], stdout=subprocess.PIPE,
+    # The type given, as users do for a topic whose publisher may not be discovered yet.
+    echo = subprocess.Popen(["ros2", "topic", "echo", "/detection", "vision_msgs/msg/Detection2D", "--once"],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=_env())
     try:
-        _until(lambda: graph.count_subscribers("/detection") > 0, 30, "`ros2 topic echo /detection` subscribed")
+        _until(lambda: graph.count_subscribers("/detection") > 0 or echo.poll() is not None, 60,
+               "`ros2 topic echo /detection` subscribed")
+        assert echo.poll() is None, echo.communicate()[0]
         done = _run(["ros2", "action", "send_goal", "/locate", "promptbox_interfaces/action/Locate",
                      "{command: 'take the scissors'}", "--feedback"], timeout=120)
         echoed, _ = echo.communicate(timeout=30)
     finally:
         echo.kill()
-    print(f"$ ros2 topic echo /detection --once\n{echoed}")
+    print(f"$ ros2 topic echo /detection vision_msgs/msg/Detection2D --once\n{echoed}")
 
     assert done.returncode == 0
     out = done.stdout
