@@ -32,10 +32,10 @@ RUNS = {"sam": ("fast",), "oracle": ("exact", "fast")}  # masks source -> modes
 
 # (masks, mode, tag) -> {metric: floor} for rates that must stay high, and CEILINGS for rates that must stay low.
 # Measured on the committed weights on 2026-11-23 (README "Accuracy"):
-#   sam fast: all 0.29, absent 0.88, attribute 0.40, class 0.21, whole 0.22, spatial 0.33, part / relation / unseen
-#     0.00; false boxes on absent 0.12, wrong objects 0.07;
-#   oracle exact / fast: all 0.50 / 0.30, absent 0.71 / 0.92, class 0.67 / 0.13, whole 0.67 / 0.11, attribute
-#     0.47 / 0.47, part 0.39 / 0.09, spatial 0.67 / 0.17, relation 0.20 / 0.00, unseen 0.00 / 0.00; false boxes on
+#   sam fast: all 0.30, absent 0.88, attribute 0.40, class 0.21, whole 0.22, spatial 0.33, part 0.04, relation /
+#     unseen 0.00; false boxes on absent 0.12, wrong objects 0.07;
+#   oracle exact / fast: all 0.52 / 0.32, absent 0.71 / 0.92, class 0.67 / 0.12, whole 0.67 / 0.11, attribute
+#     0.47 / 0.47, part 0.48 / 0.17, spatial 0.67 / 0.17, relation 0.20 / 0.00, unseen 0.00 / 0.00; false boxes on
 #     absent 0.29 / 0.08, wrong objects 0.09 / 0.05.
 # Floors sit about one query-in-ten below (the world is deterministic; the margin absorbs float drift, not luck).
 # Tags with a measured 0 get no floor: a floor of 0 asserts nothing.
@@ -55,7 +55,8 @@ FLOORS: dict[tuple[str, str, str], dict[str, float]] = {
     ("oracle", "exact", "whole"): {"accuracy": 0.55},
     ("oracle", "exact", "attribute"): {"accuracy": 0.38},
     ("oracle", "fast", "attribute"): {"accuracy": 0.38},
-    ("oracle", "exact", "part"): {"accuracy": 0.30},
+    ("oracle", "exact", "part"): {"accuracy": 0.39},
+    ("oracle", "fast", "part"): {"accuracy": 0.08},
     ("oracle", "exact", "spatial"): {"accuracy": 0.50},
     ("oracle", "exact", "relation"): {"accuracy": 0.20},
 }
