@@ -9,6 +9,7 @@ wrong topic (a depth image, a bayer stream) reads the fix in the log.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -29,6 +30,9 @@ _LAYOUTS: dict[str, tuple[int, str]] = {
 }
 ACCEPTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
 ACCEPTED_COMPRESSED_FORMATS: tuple[str, ...] = ("jpeg", "png")
+# Frames whose longer side exceeds this are shrunk before the models see them (an 8K frame would otherwise cost
+# hundreds of MB per full-size mask); answers are scaled back to source pixels. MobileSAM encodes at 1024 anyway.
+MAX_SIDE = 2048
 
 
 class ImageError(ValueError):
@@ -112,6 +116,38 @@ def compressed_to_rgb(msg: CompressedImage, field: str = "image") -> np.ndarray:
     if bgr is None:
         raise ImageError(f"{field}.data ({data.size} bytes) does not decode as {msg.format!r}; accepted: jpeg, png")
     return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def fit(rgb: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
+    """`rgb` shrunk (area interpolation) so that its longer side is at most `max_side`; itself when it fits."""
+    height, width = rgb.shape[:2]
+    if max(height, width) <= max_side:
+        return rgb
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.ascontiguousarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
+
+
+def rescale(answer: Detection | NotFound, shape: tuple[int, int], to: tuple[int, int]) -> Detection | NotFound:
+    """`answer`, found on an image of `shape` (H, W), with its boxes and mask moved onto one of `to` (H, W)."""
+    if tuple(shape[:2]) == tuple(to[:2]):
+        return answer
+    sy, sx = to[0] / shape[0], to[1] / shape[1]
+
+    def box(xyxy: Sequence[float]) -> tuple[float, float, float, float]:
+        x0, y0, x1, y1 = (float(v) for v in xyxy)
+        return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+
+    alternatives = [replace(c, box_xyxy=box(c.box_xyxy)) for c in answer.alternatives]
+    if isinstance(answer, Detection):
+        mask = answer.mask
+        if mask is not None:
+            # Pixel centres onto pixel centres, as the boxes' edges scale: the mask and its box stay in register.
+            mask = cv2.resize(mask.astype(np.uint8), (to[1], to[0]), interpolation=cv2.INTER_NEAREST_EXACT)
+            mask = mask.astype(bool)
+        return replace(answer, box_xyxy=box(answer.box_xyxy), mask=mask, alternatives=alternatives)
+    best = replace(answer.best, box_xyxy=box(answer.best.box_xyxy)) if answer.best is not None else None
+    return replace(answer, best=best, alternatives=alternatives)
 
 
 def rgb_to_image(rgb: np.ndarray, header: Header, encoding: str = "rgb8") -> Image:

@@ -41,8 +41,10 @@ from promptbox_ros.images import (
     check_image,
     compressed_to_rgb,
     detection_to_msg,
+    fit,
     image_to_rgb,
     mask_to_image,
+    rescale,
     rgb_to_image,
 )
 from promptbox_ros.parameters import PARAMETERS, check, locator_config
@@ -89,14 +91,22 @@ class _Frame:
         self.arrived = time.monotonic()
         self._convert = convert
         self._rgb: np.ndarray | None = None
+        self.shape: tuple[int, int] = (0, 0)  # (H, W) as published, known once converted
 
     def age(self) -> float:
         return time.monotonic() - self.arrived
 
     def rgb(self) -> np.ndarray:
+        """The frame the models see: RGB, shrunk to images.MAX_SIDE when larger (an 8K frame)."""
         if self._rgb is None:
-            self._rgb = self._convert(self.msg, "image")
+            source = self._convert(self.msg, "image")
+            self.shape = source.shape[:2]
+            self._rgb = fit(source)
         return self._rgb
+
+    def to_source(self, answer: Detection | NotFound) -> Detection | NotFound:
+        """An answer on rgb() in source pixels (the contract), its mask at source size."""
+        return rescale(answer, self.rgb().shape[:2], self.shape)
 
 
 @dataclass
@@ -542,9 +552,9 @@ class LocateNode(LifecycleNode):
             min_score = goal.min_score if goal.min_score > 0 else float(self._values["min_score"])
             locator.proposer.on_batch = lambda: self._check_stop(job)  # a cancel lands between decode batches
             try:
-                answer = locator.locate(
+                answer = frame.to_source(locator.locate(
                     frame.rgb(), goal.command, min_score=min_score, frame=embedding, on_stage=on_stage
-                )
+                ))
             finally:
                 locator.proposer.on_batch = None
         finally:
@@ -576,7 +586,8 @@ class LocateNode(LifecycleNode):
         result.message = f"{summary(answer, seconds)}; {used}"
         self._candidates_pub.publish(candidates_to_msg(answer, frame.header, answer_id))
         if self._values["publish_debug_image"] and self._debug_pub.get_subscription_count() > 0:
-            self._debug_pub.publish(rgb_to_image(draw(frame.rgb(), answer), frame.header))
+            shown = rescale(answer, frame.shape, frame.rgb().shape[:2])  # drawn on the frame the models saw
+            self._debug_pub.publish(rgb_to_image(draw(frame.rgb(), shown), frame.header))
 
     def _check_stop(self, job: _Job) -> None:
         if job.handle.is_cancel_requested:

@@ -16,14 +16,17 @@ from std_msgs.msg import Header  # noqa: E402
 from promptbox.detection import Candidate, Detection, NotFound  # noqa: E402
 from promptbox_ros.images import (  # noqa: E402
     ACCEPTED_ENCODINGS,
+    MAX_SIDE,
     ImageError,
     candidates_to_msg,
     check_compressed,
     check_image,
     compressed_to_rgb,
     detection_to_msg,
+    fit,
     image_to_rgb,
     mask_to_image,
+    rescale,
     rgb_to_image,
 )
 
@@ -188,3 +191,31 @@ def test_not_found_candidates_start_with_the_best_below_threshold():
     array = candidates_to_msg(answer, HEADER, "x")
     assert [d.results[0].hypothesis.score for d in array.detections] == pytest.approx([0.2, 0.1])
     assert candidates_to_msg(NotFound(phrase="mug", reason="no masks"), HEADER, "y").detections == []
+
+
+def test_fit_shrinks_only_frames_over_max_side():
+    small = np.zeros((MAX_SIDE, MAX_SIDE // 2, 3), np.uint8)
+    assert fit(small) is small
+    eight_k = np.full((4320, 7680, 3), 7, np.uint8)
+    shrunk = fit(eight_k)
+    assert shrunk.shape == (1152, MAX_SIDE, 3) and shrunk.dtype == np.uint8 and (shrunk == 7).all()
+    assert fit(np.zeros((5000, 10, 3), np.uint8)).shape == (MAX_SIDE, 4, 3)
+
+
+def test_rescale_moves_boxes_and_masks_to_source_pixels():
+    mask = np.zeros((10, 20), bool)
+    mask[2:4, 5:10] = True
+    alternative = Candidate((0.0, 0.0, 20.0, 10.0), 0.2)
+    found = Detection("cup", (5.0, 2.0, 10.0, 4.0), 0.9, mask, alternatives=[alternative])
+    big = rescale(found, (10, 20), (40, 60))
+    assert big.box_xyxy == (15.0, 8.0, 30.0, 16.0) and big.score == 0.9 and big.phrase == "cup"
+    assert big.alternatives[0].box_xyxy == (0.0, 0.0, 60.0, 40.0)
+    assert big.mask.shape == (40, 60) and big.mask.dtype == bool
+    rows, cols = np.nonzero(big.mask)
+    assert (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1) == (8, 16, 15, 30), "the mask fills its box"
+    assert found.box_xyxy == (5.0, 2.0, 10.0, 4.0), "the answer given is not changed"
+    missing = NotFound("cup", "below min_score", best=Candidate((1.0, 1.0, 2.0, 2.0), 0.1), alternatives=[alternative])
+    moved = rescale(missing, (10, 20), (20, 40))
+    assert moved.best.box_xyxy == (2.0, 2.0, 4.0, 4.0) and moved.reason == "below min_score"
+    assert moved.alternatives[0].box_xyxy == (0.0, 0.0, 40.0, 20.0)
+    assert rescale(found, (10, 20), (10, 20)) is found

@@ -1,17 +1,22 @@
-"""Trying to break locate_node over real rclpy and Fast DDS: odd commands, bad frames on the camera topic, a cancel
-while it waits for a frame, 20 goals at once under each goal policy, and a client that disappears mid-goal. Every
-case must explain itself, and the node must answer a plain goal afterwards."""
+"""Trying to break locate_node over real rclpy and Fast DDS: odd commands, bad frames on the camera topic, 16-bit and
+8K frames, a frame of another size arriving mid-inference, a cancel while it waits for a frame, while matching and
+while selecting, 20 goals at once under each goal policy, a client that disappears mid-goal, and broken weights.
+Every case must explain itself, and the node must answer a plain goal afterwards."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from ros_workspace import require_workspace
 
 require_workspace()
 
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
 from action_msgs.msg import GoalStatus  # noqa: E402
 from locate_rig import (  # noqa: E402
@@ -31,11 +36,14 @@ from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
+import promptbox.locator  # noqa: E402
+from promptbox_ros.images import MAX_SIDE  # noqa: E402
 from promptbox_ros.locate_node import ACTION_QUEUE_DEPTH, EXECUTOR_THREADS, LocateNode  # noqa: E402
 
 NAMESPACE = "/pbrobust"
 CAMERA = "/pbrobust_camera/image_raw"
 ENDED = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_ABORTED, GoalStatus.STATUS_CANCELED)
+WORLD_CLIP = Path(__file__).resolve().parents[2] / "weights" / "world" / "world-clip"
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +128,141 @@ def test_bad_frames_are_dropped_naming_the_problem_and_the_stream_goes_on(node, 
             assert CAMERA in logged[0] and "dropped a frame" in logged[0]
     finally:
         rig.streaming.set()
+    _still_serves(rig)
+
+
+@pytest.fixture
+def seen(node, monkeypatch):
+    """(image, answer) per goal, as the models were given and answered them, before the node maps them back."""
+    calls: list = []
+    locate = node.locator.locate
+
+    def spy(image, command, **kwargs):
+        answer = locate(image, command, **kwargs)
+        calls.append((image, answer))
+        return answer
+
+    monkeypatch.setattr(node.locator, "locate", spy)
+    return calls
+
+
+def _box_inside(detection, width: int, height: int) -> bool:
+    x, y = detection.bbox.center.position.x, detection.bbox.center.position.y
+    w, h = detection.bbox.size_x, detection.bbox.size_y
+    return w > 0 and h > 0 and x - w / 2 >= 0 and y - h / 2 >= 0 and x + w / 2 <= width and y + h / 2 <= height
+
+
+def _on_camera(rig, msg: Image, command: str = "the cup", every: float = 0.2):
+    """A goal on `msg`, published on the camera topic instead of the rig's frames until the goal ends."""
+    rig.streaming.clear()
+    timer = rig.node.create_timer(every, lambda: rig.camera.publish(msg))
+    try:
+        return rig.locate(command, timeout=180, wait_for_new_frame=True, return_mask=True)
+    finally:
+        rig.node.destroy_timer(timer)
+        rig.streaming.set()
+
+
+@pytest.mark.parametrize("bigendian", [0, 1])
+def test_a_16_bit_frame_is_scaled_to_8_bit_and_answered(node, rig, seen, bigendian):
+    gray = cv2.cvtColor(rig.frame, cv2.COLOR_RGB2GRAY)
+    data = (gray.astype(np.uint16) * 257).astype(">u2" if bigendian else "<u2").tobytes()  # the full 16-bit range
+    header = Header(frame_id=f"mono16_bigendian_{bigendian}")
+    msg = Image(header=header, height=HEIGHT, width=WIDTH, encoding="mono16", is_bigendian=bigendian,
+                step=WIDTH * 2, data=data)
+    status, result, _ = _on_camera(rig, msg)
+    assert status == GoalStatus.STATUS_SUCCEEDED, result.message
+    assert result.detection.header == header and result.found
+    assert (result.mask.width, result.mask.height) == (WIDTH, HEIGHT)
+    image, _ = seen[-1]
+    assert np.array_equal(image, np.repeat(gray[..., None], 3, axis=2)), "65535 maps to 255, 257*v to v"
+    _still_serves(rig)
+
+
+def test_an_8k_frame_is_resized_for_the_models_and_answered_in_source_pixels(node, rig, seen):
+    width, height = 7680, 4320
+    gray = cv2.resize(cv2.cvtColor(rig.frame, cv2.COLOR_RGB2GRAY), (width, height), interpolation=cv2.INTER_LINEAR)
+    header = Header(frame_id="eight_k")
+    msg = Image(header=header, height=height, width=width, encoding="mono8", step=width, data=gray.tobytes())
+    status, result, _ = _on_camera(rig, msg, every=1.0)
+    assert status == GoalStatus.STATUS_SUCCEEDED, result.message
+    assert result.detection.header == header and result.found
+    image, answer = seen[-1]
+    assert image.shape == (MAX_SIDE * height // width, MAX_SIDE, 3), "the models see the frame shrunk to MAX_SIDE"
+    # The box and the mask come back in the frame's own pixels: the models' box times the scale.
+    scale = width / MAX_SIDE
+    x0, y0, x1, y1 = answer.box_xyxy
+    box = result.detection.bbox
+    assert box.center.position.x == pytest.approx((x0 + x1) / 2 * scale, abs=0.01)
+    assert box.center.position.y == pytest.approx((y0 + y1) / 2 * scale, abs=0.01)
+    assert box.size_x == pytest.approx((x1 - x0) * scale, abs=0.01)
+    assert _box_inside(result.detection, width, height)
+    assert (result.mask.width, result.mask.height) == (width, height)
+    mask = np.frombuffer(bytes(result.mask.data), np.uint8).reshape(height, width)
+    small = cv2.resize(mask, (answer.mask.shape[1], answer.mask.shape[0]), interpolation=cv2.INTER_NEAREST_EXACT)
+    assert np.mean((small > 0) == answer.mask) > 0.999, "the source-size mask is the models' mask, scaled"
+    _still_serves(rig)
+
+
+def test_a_frame_of_another_size_arriving_mid_inference(node, rig, monkeypatch):
+    proposer = node.locator.proposer
+    monkeypatch.setattr(proposer, "settings", replace(proposer.settings, points_per_side=6))
+    full = rig.frame
+    half = np.ascontiguousarray(cv2.resize(full, (WIDTH // 2, HEIGHT // 2), interpolation=cv2.INTER_AREA))
+    rig.vary_frames.set()  # a new frame: the goal spends time in the encoder and the decoder
+    try:
+        handle, feedback = rig.send("the cup", return_mask=True)
+        assert handle.accepted
+        until(lambda: any(f.stage == "proposing" for f in feedback), 60, "the goal reached the proposals")
+        rig.frame = half  # the camera changes resolution while the goal runs
+        switched = len(rig.sent)
+        response = result_of(handle.get_result_async(), 60, "the goal ended")
+        assert len(rig.sent) > switched + 1, "a half-size frame was published while the goal ran"
+        status, result, _ = rig.locate("the cup", wait_for_new_frame=True, return_mask=True)
+    finally:
+        rig.frame = full
+        rig.vary_frames.clear()
+    first = response.result
+    assert response.status == GoalStatus.STATUS_SUCCEEDED, first.message
+    assert first.detection.header in rig.sent[:switched + 1], "the running goal keeps the frame it started on"
+    assert _box_inside(first.detection, WIDTH, HEIGHT)
+    assert (first.mask.width, first.mask.height) == (WIDTH, HEIGHT)
+    assert status == GoalStatus.STATUS_SUCCEEDED, result.message
+    assert result.detection.header in rig.sent[switched:]
+    assert _box_inside(result.detection, WIDTH // 2, HEIGHT // 2)
+    assert (result.mask.width, result.mask.height) == (WIDTH // 2, HEIGHT // 2)
+
+
+def _slowed(function, seconds: float):
+    def slow(*args, **kwargs):
+        time.sleep(seconds)
+        return function(*args, **kwargs)
+
+    return slow
+
+
+@pytest.mark.parametrize("stage", ["matching", "selecting"])
+def test_cancel_while_matching_or_selecting(node, rig, monkeypatch, stage):
+    # Each stage made to last a second or so, so that the cancel surely lands inside it.
+    if stage == "matching":
+        matcher = node.locator.matcher
+        monkeypatch.setattr(matcher, "encode_regions", _slowed(matcher.encode_regions, 1.5))
+    else:
+        monkeypatch.setattr(promptbox.locator, "select", _slowed(promptbox.locator.select, 1.5))
+    handle, feedback = rig.send("the cup")
+    assert handle.accepted
+    until(lambda: any(f.stage == stage for f in feedback), 60, f"the goal reached {stage}")
+    handle.cancel_goal_async()
+    response = result_of(handle.get_result_async(), 30, "the goal ended")
+    stages = [f.stage for f in feedback]
+    if stage == "matching":  # it stops at the next check, before selecting
+        assert response.status == GoalStatus.STATUS_CANCELED, response.result.message
+        assert "selecting" not in stages and response.result.message.endswith("canceled")
+    else:  # selecting is the last stage: the cancel comes after the last check, and the answer stands
+        assert response.status == GoalStatus.STATUS_SUCCEEDED, response.result.message
+        assert response.result.found
+    assert response.result.target == "cup"
+    monkeypatch.undo()
     _still_serves(rig)
 
 
@@ -221,6 +364,12 @@ def _bad_weights(kind: str, folder) -> dict[str, object]:
         sam.write_text("this is not a checkpoint\n")
     elif kind == "wrong architecture":
         torch.save({"backbone.weight": torch.zeros(3)}, sam)
+    elif kind == "missing":
+        pass  # named, never written
+    elif kind.startswith("clip folder without "):  # the world CLIP, one file left out
+        clip = folder / "world-clip"
+        shutil.copytree(WORLD_CLIP, clip, ignore=shutil.ignore_patterns(kind.rsplit(" ", 1)[1]))
+        return {"clip_model": str(clip), "allow_random_weights": True}
     else:  # a CLIP folder without its weights file
         clip = folder / "my-clip"
         clip.mkdir()
@@ -229,7 +378,9 @@ def _bad_weights(kind: str, folder) -> dict[str, object]:
     return {"sam_checkpoint": str(sam), "allow_random_weights": False}
 
 
-@pytest.mark.parametrize("kind", ["truncated", "not a checkpoint", "wrong architecture", "clip folder"])
+@pytest.mark.parametrize("kind", ["missing", "truncated", "not a checkpoint", "wrong architecture", "clip folder",
+                                  "clip folder without model.safetensors", "clip folder without vocab.json",
+                                  "clip folder without merges.txt"])
 def test_broken_weights_fail_configure_naming_the_file(ros_context, tmp_path, kind):
     params = _bad_weights(kind, tmp_path)
     bad = LocateNode(context=ros_context, namespace="/pbrobust_weights", parameter_overrides=overrides(**params))
@@ -237,6 +388,8 @@ def test_broken_weights_fail_configure_naming_the_file(ros_context, tmp_path, ki
         assert not bad.start()
         named = params.get("sam_checkpoint") or params["clip_model"]
         assert str(named) in bad.start_error, bad.start_error
+        if kind.startswith("clip folder without "):
+            assert kind.rsplit(" ", 1)[1] in bad.start_error, bad.start_error
         assert "Traceback" not in bad.start_error
     finally:
         bad.destroy_node()
