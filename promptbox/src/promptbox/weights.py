@@ -467,6 +467,13 @@ def read_clip_dir(directory: str | os.PathLike) -> tuple[CLIPModel, CLIPTokenize
             f"{directory}: config.json has model_type={config.get('model_type')!r}; promptbox needs a CLIP model "
             "(model_type 'clip', loaded with transformers.CLIPModel)"
         )
+    absent = [name for name in ("vocab.json", "merges.txt") if not (directory / name).is_file()]
+    if absent and not (directory / "tokenizer.json").is_file():
+        # transformers' own message names neither file ("`vocab` and `merges` must be both be from memory ...").
+        raise WeightsError(
+            f"{directory}: the tokenizer is incomplete, {' and '.join(absent)} missing; a CLIP directory needs "
+            "vocab.json and merges.txt (or tokenizer.json) beside config.json"
+        )
     try:
         model, info = CLIPModel.from_pretrained(directory, output_loading_info=True, local_files_only=True)
         tokenizer = CLIPTokenizer.from_pretrained(directory, local_files_only=True)
