@@ -1,4 +1,5 @@
 """Start locate_node on a camera topic: `ros2 launch promptbox_ros locate.launch.py image:=/camera/color/image_raw`.
+With an RGB-D camera, also `depth_image:=<depth aligned to colour> camera_info:=<its camera_info>` for 3D poses.
 
 The params file is authoritative: a parameter argument below overrides it only when given on the command line.
 The node configures and activates itself (its `autostart` parameter, true by default); `autostart:=false` leaves
@@ -25,7 +26,10 @@ OVERRIDES = {
     "sam_checkpoint": (str, "path to mobile_sam.pt"),
     "image_transport": (str, "raw: subscribe to <image> | compressed: to <image>/compressed"),
     "autostart": (bool, "true: configure and activate at start-up | false: wait for a lifecycle manager"),
+    "rectified": (bool, "true: rectified images, 3D from camera_info's P | false: raw images, K and D"),
 }
+# A launch argument whose parameter has another name (the depth parameters are grouped under `depth.`).
+PARAMETER_OF = {"rectified": "depth.rectified"}
 
 
 class LocateNodeFailed(RuntimeError):
@@ -51,7 +55,7 @@ def overrides(context) -> dict[str, object]:
     for name, (kind, _) in OVERRIDES.items():
         text = LaunchConfiguration(name).perform(context)
         if text != FROM_FILE:
-            given[name] = _typed(name, text, kind)
+            given[PARAMETER_OF.get(name, name)] = _typed(name, text, kind)
     return given
 
 
@@ -77,7 +81,9 @@ def _node(context):
         output="screen",
         parameters=parameters,
         # The node derives <image>/compressed from the resolved `image` when image_transport is compressed.
-        remappings=[("image", LaunchConfiguration("image"))],
+        remappings=[("image", LaunchConfiguration("image")),
+                    ("depth/image", LaunchConfiguration("depth_image")),
+                    ("camera_info", LaunchConfiguration("camera_info"))],
     )
     return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_ended))]
 
@@ -87,6 +93,12 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "image", default_value="/camera/image_raw",
             description="camera topic (sensor_msgs/Image); with image_transport compressed, <image>/compressed"),
+        DeclareLaunchArgument(
+            "depth_image", default_value="/camera/depth/image_raw",
+            description="depth aligned to the camera topic (16UC1 mm or 32FC1 m), for 3D poses"),
+        DeclareLaunchArgument(
+            "camera_info", default_value="/camera/camera_info",
+            description="sensor_msgs/CameraInfo of the aligned depth (the colour camera's)"),
         DeclareLaunchArgument(
             "params_file",
             default_value=PathJoinSubstitution([FindPackageShare("promptbox_ros"), "config", "locate.yaml"]),

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from geometry_msgs.msg import PoseStamped
 from promptbox_interfaces.action import Locate
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
@@ -25,12 +26,14 @@ from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, qos_profile_sensor_data, qos_profile_services_default
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
-from vision_msgs.msg import Detection2D, Detection2DArray
+from vision_msgs.msg import Detection2D, Detection2DArray, Detection3D
+from visualization_msgs.msg import Marker
 
 from promptbox.annotate import draw
 from promptbox.command import parse
+from promptbox.depth import NoPose
 from promptbox.detection import RANDOM_WEIGHTS_TAG, Detection, NotFound, summary
 from promptbox.locator import Locator
 from promptbox.weights import WeightsError
@@ -47,7 +50,16 @@ from promptbox_ros.images import (
     rescale,
     rgb_to_image,
 )
-from promptbox_ros.parameters import PARAMETERS, check, locator_config
+from promptbox_ros.parameters import PARAMETERS, check, depth_settings, locator_config
+from promptbox_ros.target3d import (
+    DepthSync,
+    check_depth,
+    detection3d_msg,
+    locate_3d,
+    marker_msg,
+    pose_msg,
+    size_msg,
+)
 
 __all__ = ["ACTION_QUEUE_DEPTH", "EXECUTOR_THREADS", "LocateNode", "RANDOM_WEIGHTS_TAG"]
 
@@ -116,6 +128,7 @@ class _Job:
     accepted_serial: int  # the newest camera frame's serial when the goal was accepted
     preempted: threading.Event = field(default_factory=threading.Event)
     ends_early: str = ""  # set for a goal dropped from the queue: it ends at once with this message
+    depth: object = None  # target3d.Held: the depth buffered when the goal took its frame
 
 
 def _goal_key(handle: ServerGoalHandle) -> bytes:
@@ -166,6 +179,9 @@ class LocateNode(LifecycleNode):
         self._prepared: tuple[int, object] | None = None  # (frame serial, FrameEmbedding)
         self._stop_reason = ""  # set while deactivating or closing: running goals end at their next check
         self._image_sub = None
+        self._depth_subs: list = []
+        self._depth: DepthSync | None = None  # while active with depth.enabled
+        self._depth_settings = None
         self._server: ActionServer | None = None
         self._timer = None
         self._publishers: list = []
@@ -188,6 +204,7 @@ class LocateNode(LifecycleNode):
             values = {name: self.get_parameter(name).value for name in PARAMETERS}
             check(values)
             config = locator_config(values)
+            settings = depth_settings(values)
             locator = self._shared_locator if self._shared_locator is not None else Locator(config)
             if values["warmup"]:
                 locator.warm_up()
@@ -195,14 +212,18 @@ class LocateNode(LifecycleNode):
             return self._failed(_ros_weights_message(str(error)))
         except ValueError as error:
             return self._failed(str(error))
-        self._values, self._locator = values, locator
+        self._values, self._locator, self._depth_settings = values, locator, settings
         self.get_logger().info(f"{locator.describe()}; ready in {time.perf_counter() - started:.1f} s")
         if locator.random_weights:
             self.get_logger().warning(f"models are random-init: every result message starts with {RANDOM_WEIGHTS_TAG}")
         self._detection_pub = self.create_publisher(Detection2D, "detection", 10)
         self._candidates_pub = self.create_publisher(Detection2DArray, "candidates", 10)
         self._debug_pub = self.create_publisher(Image, "debug_image", 2)  # reliable: any subscriber QoS matches
-        self._publishers = [self._detection_pub, self._candidates_pub, self._debug_pub]
+        self._pose_pub = self.create_publisher(PoseStamped, "target_pose", 10)
+        self._detection3d_pub = self.create_publisher(Detection3D, "detection_3d", 10)
+        self._marker_pub = self.create_publisher(Marker, "target_marker", 10)
+        self._publishers = [self._detection_pub, self._candidates_pub, self._debug_pub, self._pose_pub,
+                            self._detection3d_pub, self._marker_pub]
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -219,6 +240,8 @@ class LocateNode(LifecycleNode):
             self._image_sub = self.create_subscription(
                 Image, "image", self._on_image, qos_profile_sensor_data, callback_group=images
             )
+        if self._values["depth.enabled"]:
+            self._start_depth()
         self._server = ActionServer(
             self,
             Locate,
@@ -239,6 +262,16 @@ class LocateNode(LifecycleNode):
             f"({self._values['image_transport']}; goal_policy {self._values['goal_policy']})"
         )
         return TransitionCallbackReturn.SUCCESS
+
+    def _start_depth(self) -> None:
+        # Depth at camera rate is big: its own callback group, so it never holds up colour frames or goals.
+        group = MutuallyExclusiveCallbackGroup()
+        depth = self.create_subscription(Image, "depth/image", self._on_depth, qos_profile_sensor_data,
+                                         callback_group=group)
+        info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data,
+                                        callback_group=group)
+        self._depth_subs = [depth, info]
+        self._depth = DepthSync(float(self._values["depth.slop_s"]), depth.topic_name, info.topic_name)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_goals("the node is deactivating")
@@ -296,6 +329,10 @@ class LocateNode(LifecycleNode):
         if self._image_sub is not None:
             self.destroy_subscription(self._image_sub)
             self._image_sub = None
+        for subscription in self._depth_subs:
+            self.destroy_subscription(subscription)
+        self._depth_subs = []
+        self._depth = None
         with self._frame_cond:
             self._latest = None  # a frame from before the pause is not "the newest" after it
         self._prepared = None
@@ -335,6 +372,23 @@ class LocateNode(LifecycleNode):
             self._serial += 1
             self._latest = _Frame(msg, convert, topic, self._serial)
             self._frame_cond.notify_all()
+
+    def _on_depth(self, msg: Image) -> None:
+        sync = self._depth
+        if sync is None:
+            return
+        try:
+            check_depth(msg, "depth")
+        except ImageError as error:
+            sync.drop(str(error))
+            self._drop(sync.depth_topic, error, then="a goal on its colour frame has no pose")
+            return
+        sync.add_depth(msg)
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        sync = self._depth
+        if sync is not None:
+            sync.add_info(msg)  # checked when a goal uses it: most are never used
 
     def _drop(self, topic: str, error: Exception, then: str = "keeping the previous good frame") -> None:
         # A bad frame must not replace a good one, nor stop the node. Say why at once for a new kind of problem, then
@@ -482,6 +536,7 @@ class LocateNode(LifecycleNode):
             return result
 
         self._answer(result, answer, frame, goal, time.perf_counter() - started, age)
+        self._answer_3d(result, answer, frame, job)
         handle.succeed()
         self.get_logger().info(f"locate {goal.command!r}: {result.message}")
         return result
@@ -547,6 +602,8 @@ class LocateNode(LifecycleNode):
         try:
             frame = own or self._wait_for_frame(job, deadline)  # the newest, taken once the models are free
             age = None if own is not None else frame.age()
+            if self._depth is not None:
+                job.depth = self._depth.hold(frame.header)  # the depth the camera sent with this frame, so far
             prepared = self._prepared
             embedding = prepared[1] if prepared is not None and prepared[0] == frame.serial else None
             min_score = goal.min_score if goal.min_score > 0 else float(self._values["min_score"])
@@ -588,6 +645,31 @@ class LocateNode(LifecycleNode):
         if self._values["publish_debug_image"] and self._debug_pub.get_subscription_count() > 0:
             shown = rescale(answer, frame.shape, frame.rgb().shape[:2])  # drawn on the frame the models saw
             self._debug_pub.publish(rgb_to_image(draw(frame.rgb(), shown), frame.header))
+
+    def _answer_3d(self, result: Locate.Result, answer: Detection | NotFound, frame: _Frame, job: _Job) -> None:
+        """The 3D target of a found answer, from the depth matching its frame; the 2D answer stands either way."""
+        sync = self._depth
+        if sync is None or not isinstance(answer, Detection):
+            if sync is not None:
+                self._marker_pub.publish(marker_msg(None, frame.header))  # RViz drops the previous target
+            return
+        try:
+            pair = sync.match(job.depth) if job.depth is not None else "no depth was held for this frame"
+            target = locate_3d(answer.mask, pair, bool(self._values["depth.rectified"]), self._depth_settings)
+        except Exception as error:  # noqa: BLE001 - a 3D failure must not cost the 2D answer
+            self.get_logger().error(f"3D target failed:\n{traceback.format_exc()}")
+            target = NoPose(f"internal error: {type(error).__name__}: {error}")
+        result.message = f"{result.message}; {target.summary()}"
+        if isinstance(target, NoPose):
+            self._marker_pub.publish(marker_msg(None, frame.header))
+            return
+        result.has_pose = True
+        result.pose = pose_msg(target, frame.header)
+        result.size = size_msg(target)
+        detection_id = result.detection.id
+        self._pose_pub.publish(result.pose)
+        self._detection3d_pub.publish(detection3d_msg(target, frame.header, answer.phrase, answer.score, detection_id))
+        self._marker_pub.publish(marker_msg(target, frame.header))
 
     def _check_stop(self, job: _Job) -> None:
         if job.handle.is_cancel_requested:

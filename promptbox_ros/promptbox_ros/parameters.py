@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, fields
 
 from promptbox.config import AmgSettings, LocatorConfig
+from promptbox.depth import DepthSettings
 
 GOAL_POLICIES = ("queue", "preempt")
 IMAGE_TRANSPORTS = ("raw", "compressed")
@@ -26,6 +27,7 @@ class Spec:
 
 _CORE = LocatorConfig()
 _AMG = AmgSettings()
+_DEPTH = DepthSettings()
 _UNIT = (0.0, 1.0)  # probabilities, IoUs, scores
 
 PARAMETERS: dict[str, Spec] = {
@@ -69,6 +71,20 @@ PARAMETERS: dict[str, Spec] = {
     "publish_debug_image": Spec(True, "draw and publish debug_image (only while it has subscribers)"),
     "warmup": Spec(True, "run each model once at configure so the first goal is not the slow one"),
     "autostart": Spec(True, "configure and activate at start-up; false: wait for a lifecycle manager"),
+    # The 3D target from an aligned depth image (promptbox.depth); the DepthSettings fields keep their names.
+    "depth.enabled": Spec(True, "subscribe to depth/image and camera_info, and answer with a 3D pose when they match"),
+    "depth.rectified": Spec(False, "the images are rectified: use camera_info's P; false: K and D (raw images)"),
+    "depth.slop_s": Spec(0.05, "largest stamp difference for colour/depth and depth/camera_info pairs (seconds)",
+                         0.0, 10.0),
+    "depth.min_range_m": Spec(_DEPTH.min_range_m, "depth nearer than this is ignored (metres)", 0.0, 1000.0),
+    "depth.max_range_m": Spec(_DEPTH.max_range_m, "depth farther than this is ignored (metres)", 0.0, 1000.0),
+    "depth.min_valid_fraction": Spec(_DEPTH.min_valid_fraction,
+                                     "share of the mask's pixels that must have valid depth for a pose", *_UNIT),
+    "depth.extent_percentiles": Spec(list(_DEPTH.extent_percentiles),
+                                     "[low, high] percentiles of the mask's 3D points that span the size"),
+    "depth.outlier_mads": Spec(_DEPTH.outlier_mads, "pixels beyond this many MADs from the median depth are left "
+                               "out of x, y and the size", 0.0, 1000.0),
+    "depth.depth_band_m": Spec(_DEPTH.depth_band_m, "...but never those within this many metres of it", 0.0, 10.0),
 }
 
 
@@ -84,6 +100,19 @@ def check(values: dict[str, object]) -> None:
             kind = "an integer" if isinstance(spec.default, int) else "a number"
             raise ValueError(f"parameter {name}={value!r} is out of range; accepted: {kind} from {spec.low:g} "
                              f"to {spec.high:g}")
+
+
+def depth_settings(values: dict[str, object]) -> DepthSettings:
+    """The core's depth settings from parameter values; a bad combination (max below min) names the parameter."""
+    low_high = list(values["depth.extent_percentiles"])
+    if len(low_high) != 2:
+        raise ValueError(f"parameter depth.extent_percentiles={low_high!r} is not supported; accepted: [low, high], "
+                         "two numbers with 0 <= low < high <= 100")
+    given = {f.name: values[f"depth.{f.name}"] for f in fields(DepthSettings) if f.name != "extent_percentiles"}
+    try:
+        return DepthSettings(**given, extent_percentiles=(float(low_high[0]), float(low_high[1])))
+    except ValueError as error:
+        raise ValueError(f"parameter depth.{error}") from None  # the core's text starts with the field's name
 
 
 def locator_config(values: dict[str, object]) -> LocatorConfig:

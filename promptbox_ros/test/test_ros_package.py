@@ -55,8 +55,9 @@ def _context(**given: str):
 def test_launch_file_declares_its_arguments_with_descriptions():
     arguments = _launch_module().generate_launch_description().get_launch_arguments()
     names = [a.name for a in arguments]
-    assert names == ["image", "params_file", "namespace", "mode", "min_score", "device", "allow_random_weights",
-                     "clip_model", "sam_checkpoint", "image_transport", "autostart"]
+    assert names == ["image", "depth_image", "camera_info", "params_file", "namespace", "mode", "min_score", "device",
+                     "allow_random_weights", "clip_model", "sam_checkpoint", "image_transport", "autostart",
+                     "rectified"]
     assert all(a.description for a in arguments)
 
 
@@ -65,10 +66,12 @@ def test_parameter_arguments_override_the_file_only_when_given():
     assert module.overrides(context) == {}, "no argument given: the params file decides every parameter"
 
     module, context = _context(device="cuda", min_score="0.3", allow_random_weights="true", mode="fast",
-                               clip_model="tinyclip-8m", sam_checkpoint="/w/mobile_sam.pt", autostart="False")
+                               clip_model="tinyclip-8m", sam_checkpoint="/w/mobile_sam.pt", autostart="False",
+                               rectified="true")
     assert module.overrides(context) == {
         "device": "cuda", "min_score": 0.3, "allow_random_weights": True, "mode": "fast",
         "clip_model": "tinyclip-8m", "sam_checkpoint": "/w/mobile_sam.pt", "autostart": False,
+        "depth.rectified": True,
     }
     for name, value, accepted in [("allow_random_weights", "yes", "accepted: true, false"),
                                   ("min_score", "high", "not a number")]:
@@ -77,15 +80,18 @@ def test_parameter_arguments_override_the_file_only_when_given():
             module.overrides(context)
 
 
-def test_launch_starts_locate_node_remapping_only_image():
-    module, context = _context(image="/cam/image_raw", device="cuda")
+def test_launch_starts_locate_node_remapping_the_camera_topics():
+    module, context = _context(image="/cam/image_raw", device="cuda", depth_image="/cam/aligned_depth/image_raw",
+                               camera_info="/cam/color/camera_info")
     node, on_exit = module._node(context)
     assert (node.node_package, node.node_executable) == ("promptbox_ros", "locate_node")
     assert "locate_node" in _console_scripts(), "the launch file's executable must be a console script"
     from launch.utilities import perform_substitutions
 
     remaps = [tuple(perform_substitutions(context, part) for part in rule) for rule in node._Node__remappings]
-    assert remaps == [("image", "/cam/image_raw")], "image/compressed follows the resolved image in the node"
+    # image/compressed follows the resolved image in the node
+    assert remaps == [("image", "/cam/image_raw"), ("depth/image", "/cam/aligned_depth/image_raw"),
+                      ("camera_info", "/cam/color/camera_info")]
     assert type(on_exit).__name__ == "RegisterEventHandler"
 
 
@@ -98,7 +104,7 @@ def test_console_script_resolves_to_main():
 
 def test_setup_installs_launch_config_and_resource_marker():
     source = (PACKAGE / "setup.py").read_text()
-    for needle in ('"share/" + package_name + "/launch"', '"share/" + package_name + "/config"',
+    for needle in ('"share/" + package_name + "/launch"', '"share/" + package_name + "/config"', 'config/*.rviz',
                    "share/ament_index/resource_index/packages", '"resource/" + package_name'):
         assert needle in source
     assert (PACKAGE / "resource" / "promptbox_ros").is_file()
@@ -135,7 +141,8 @@ def test_package_xml_format_3_with_its_dependencies():
     assert all("@" in m.email for m in package.maintainers)
     run = {d.name for d in package.exec_depends}
     build = {d.name for d in package.build_depends}
-    for name in ("rclpy", "sensor_msgs", "vision_msgs", "action_msgs", "promptbox_interfaces", "std_msgs"):
+    for name in ("rclpy", "sensor_msgs", "vision_msgs", "action_msgs", "promptbox_interfaces", "std_msgs",
+                 "geometry_msgs", "visualization_msgs"):
         assert name in run and name in build, name
     assert {"python3-numpy", "python3-opencv"} <= run
     assert "python3-pytest" in {d.name for d in package.test_depends}
@@ -145,7 +152,7 @@ def test_interfaces_package_xml():
     package = parse_package(str(INTERFACES / "package.xml"))
     package.validate()
     assert package.package_format == 3 and package.name == "promptbox_interfaces"
-    assert {"sensor_msgs", "vision_msgs", "action_msgs"} <= {d.name for d in package.build_depends}
+    assert {"geometry_msgs", "sensor_msgs", "vision_msgs", "action_msgs"} <= {d.name for d in package.build_depends}
     assert "rosidl_interface_packages" in {g.name for g in package.member_of_groups}
 
 
@@ -154,8 +161,9 @@ def test_config_declares_known_parameters_only():
 
     document = yaml.safe_load((PACKAGE / "config" / "locate.yaml").read_text())
     params = document["/**"]["ros__parameters"]
-    flat = {k: v for k, v in params.items() if k != "amg"}
-    flat.update({f"amg.{k}": v for k, v in params["amg"].items()})
+    flat = {k: v for k, v in params.items() if not isinstance(v, dict)}
+    for group in ("amg", "depth"):
+        flat.update({f"{group}.{k}": v for k, v in params[group].items()})
     assert set(flat) == set(PARAMETERS), "config/locate.yaml and the node's declarations must name the same parameters"
     for name, value in flat.items():
         default = PARAMETERS[name].default
@@ -172,3 +180,32 @@ def test_every_core_setting_is_a_parameter_with_a_description():
     core = {f.name for f in fields(LocatorConfig) if f.name != "amg"} | {f"amg.{f.name}" for f in fields(AmgSettings)}
     assert core <= set(PARAMETERS), f"not exposed to ROS: {sorted(core - set(PARAMETERS))}"
     assert all(spec.description for spec in PARAMETERS.values())
+
+
+def test_every_depth_setting_is_a_parameter_and_bad_ones_name_it():
+    from dataclasses import fields
+
+    from promptbox.depth import DepthSettings
+    from promptbox_ros.locate_node import PARAMETERS
+    from promptbox_ros.parameters import depth_settings
+
+    assert {f"depth.{f.name}" for f in fields(DepthSettings)} <= set(PARAMETERS)
+    values = {name: spec.default for name, spec in PARAMETERS.items()}
+    assert depth_settings(values) == DepthSettings()
+    for name, value, accepted in [("depth.max_range_m", 0.05, "above min_range_m"),
+                                  ("depth.extent_percentiles", [98.0, 2.0], "0 <= low < high <= 100"),
+                                  ("depth.extent_percentiles", [1.0, 2.0, 3.0], r"\[low, high\]"),
+                                  ("depth.min_valid_fraction", 0.0, r"\(0, 1\]")]:
+        with pytest.raises(ValueError, match=f"parameter {name}.*{accepted}"):
+            depth_settings({**values, name: value})
+
+
+def test_rviz_config_shows_the_image_debug_image_marker_and_pose():
+    document = yaml.safe_load((PACKAGE / "config" / "promptbox.rviz").read_text())
+    displays = document["Visualization Manager"]["Displays"]
+    shown = {(d["Class"], d["Topic"]["Value"]) for d in displays if "Topic" in d}
+    assert shown == {("rviz_default_plugins/Image", "/camera/image_raw"),
+                     ("rviz_default_plugins/Image", "/debug_image"),
+                     ("rviz_default_plugins/Marker", "/target_marker"),
+                     ("rviz_default_plugins/Pose", "/target_pose")}
+    assert all(d["Enabled"] for d in displays)

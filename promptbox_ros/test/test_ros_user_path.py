@@ -154,10 +154,10 @@ def launched(tmp_path_factory, camera):
 def test_show_args_lists_every_argument():
     done = _run(LAUNCH + ["--show-args"])
     assert done.returncode == 0
-    for name in ("image", "params_file", "namespace", "mode", "min_score", "device", "allow_random_weights",
-                 "clip_model", "sam_checkpoint", "image_transport", "autostart"):
+    for name in ("image", "depth_image", "camera_info", "params_file", "namespace", "mode", "min_score", "device",
+                 "allow_random_weights", "clip_model", "sam_checkpoint", "image_transport", "autostart", "rectified"):
         assert f"'{name}':" in done.stdout, name
-    assert done.stdout.count("empty: the params file's value") == 8
+    assert done.stdout.count("empty: the params file's value") == 9
 
 
 def test_send_goal_with_feedback_and_topic_echo(launched, graph):
