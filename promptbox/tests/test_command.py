@@ -128,6 +128,7 @@ def test_target_is_frozen_and_checks_its_fields() -> None:
         ("please", ["command='please'", "names no object", "accepted"]),
         ("take the", ["command='take the'", "names no object", "accepted"]),
         ("could you please pick it up, thanks", ["names no object", "accepted"]),
+        ("please do it", ["command='please do it'", "names no object", "accepted"]),
         ("!!!", ["command='!!!'", "names no object"]),
         ("pick the one", ["command='pick the one'", "names no object"]),
         ("next to the laptop", ["names only a reference object", "'laptop'", "accepted"]),

@@ -295,6 +295,8 @@ _PICK_VERBS = (
     "pour", "fill", "empty", "fold", "unfold", "unplug", "plug in", "stir", "cut", "slice", "peel", "wash", "shake",
     "check", "inspect", "examine", "look at", "remove", "knock over", "tip over", "unlock", "open up", "clear",
     "tidy up", "catch", "pinch", "squash", "crush",
+    # a verb that names nothing: "please do it" then names no object
+    "do",
 )
 # Verbs whose object is followed by where it goes: "put the apple in the bowl".
 _PLACE_VERBS = (
