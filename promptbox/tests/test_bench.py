@@ -1,106 +1,96 @@
-"""`promptbox bench` on a tiny configuration: it runs every mode and reports what it promises. No timing asserts."""
+"""`promptbox bench` on one tiny world scene with the committed world weights: every mode runs in a process of its
+own, and what it reports (pids, peak RSS, mask counts, agreement, the table) is what happened. No timing asserts."""
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
+from dataclasses import replace
 
-import numpy as np
 import pytest
 
 from promptbox import bench
+from promptbox.bench import workloads
+from promptbox.bench.modes import MODE_LABELS, MODES
 
-MODES = ("seed", "exact", "fast", "fast_prepared")
+OPTIONS = bench.BenchOptions(scenes=1, size=(160, 120), points_per_side=2, repeats=1, exact_repeats=1,
+                             seed_frames=1, decoder_prompts=0, threads=1)
 
 
 @pytest.fixture(scope="module")
-def tiny_report(sam_checkpoint, clip_dir) -> dict:
-    options = bench.BenchOptions(
-        sam_checkpoint=str(sam_checkpoint),
-        clip_model=str(clip_dir),
-        size=(160, 120),
-        points_per_side=2,
-        repeats=1,
-        thresholds="zero",
-        decoder_prompts=4,
-    )
-    return json.loads(json.dumps(bench.run(options)))  # it must be JSON as it is
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[bench.BenchOptions, dict]:
+    options = replace(OPTIONS, world_dir=str(tmp_path_factory.mktemp("bench-world")))
+    return options, json.loads(json.dumps(bench.run(options)))  # it must be JSON as it is
 
 
-def test_bench_reports_every_mode_with_its_fields(tiny_report):
-    report = tiny_report
+def test_each_mode_runs_in_its_own_process(tiny):
+    _, report = tiny
     assert set(report["modes"]) == set(MODES)
-    config = report["config"]
-    assert config["size"] == [160, 120] and config["amg"]["points_per_side"] == 2
-    assert config["thresholds"] == "zero"
-    assert config["amg"]["pred_iou_thresh"] == 0.0 and config["amg"]["stability_score_thresh"] == 0.0
+    pids = {name: mode["pid"] for name, mode in report["modes"].items()}
+    assert len(set(pids.values())) == len(MODES), pids
+    assert os.getpid() not in pids.values() and report["config"]["bench_pid"] == os.getpid()
     for name, mode in report["modes"].items():
-        stages = mode["stages"]
-        assert "total" in stages, name
-        for stage in stages.values():
-            assert set(stage) == {"median", "min", "max"}
-            assert stage["min"] <= stage["median"] <= stage["max"]
+        assert mode["pid"] == mode["spawned_pid"], name  # the process the bench started measured itself
+        assert mode["peak_rss_mb"] > 100, name  # torch and the models, in that process
+    rss = {mode["peak_rss_mb"] for mode in report["modes"].values()}
+    assert len(rss) > 1  # four processes don't peak at the same KiB; one process read four times would
+
+
+def test_mask_counts_are_what_the_proposer_produced(tiny):
+    """Exact mode's and the seed's counts against MobileSAM run here, in this process, on the same frame."""
+    from promptbox.config import AmgSettings, LocatorConfig
+    from promptbox.locator import Locator
+
+    options, report = tiny
+    sam, clip = workloads.resolve_weights(None, None, False)
+    locator = Locator(LocatorConfig(sam_checkpoint=sam, clip_model=clip,
+                                    amg=AmgSettings(points_per_side=options.points_per_side)))
+    frame = report["config"]["workload"]["frames"][0]
+    image = workloads.load_frame(frame["path"], None)
+    exact = len(locator.proposer.propose(locator.proposer.embed(image)))
+    upstream = len(locator.proposer.propose_upstream(image))
+    modes = report["modes"]
+    assert modes["exact"]["mask_counts"]["per_frame"] == [exact]
+    assert modes["seed"]["mask_counts"]["per_frame"] == [upstream]
+    assert modes["fast"]["mask_counts"] == modes["fast_prepared"]["mask_counts"]  # same prompts, prepared or not
+    for mode in modes.values():
+        counts = mode["mask_counts"]
+        assert counts["min"] <= counts["median"] <= counts["max"] and counts["per_frame"]
+
+
+def test_report_fields_ratios_and_agreement(tiny):
+    options, report = tiny
+    config = report["config"]
+    assert config["weights_tag"] == "[SYNTHETIC-WORLD WEIGHTS]" and not config["random_weights"]
+    assert config["thresholds"] == "seed" and config["amg"]["points_per_side"] == 2 and config["threads"] == 1
+    assert config["workload"]["size"] is None and "world: 1 scenes" in config["workload"]["label"]
+    for name, mode in report["modes"].items():
+        runs = 1 if name == "seed" else len(config["workload"]["frames"]) * options.repeats
+        for stage, values in mode["stages"].items():
+            assert values["min"] <= values["p50"] <= values["p95"] <= values["max"], (name, stage)
+        assert mode["stages"]["total"]["n"] == runs, name
         assert mode["ratio_vs_seed"] > 0 and mode["speedup_vs_seed"] > 0
-        assert mode["peak_rss_mb"] > 0
-        assert isinstance(mode["mask_count"], int) and mode["mask_count"] >= 0
-        agreement = mode["agreement"]
-        assert set(agreement) >= {"chosen_box_iou", "seed_masks_matched"}
-        assert 0.0 <= agreement["seed_masks_matched"] <= 1.0
+        assert mode["agreement"]["box_convention"] == "xyxy source-pixel edges"
+        assert 0.0 <= mode["agreement"]["seed_masks_matched"] <= 1.0
     seed = report["modes"]["seed"]
     assert seed["ratio_vs_seed"] == 1.0 and seed["agreement"]["seed_masks_matched"] == 1.0
-    # Exact mode makes upstream's masks: every one of the seed's is matched.
-    assert report["modes"]["exact"]["agreement"]["seed_masks_matched"] == 1.0
-    assert report["modes"]["exact"]["mask_count"] == seed["mask_count"] > 0
+    if seed["frames"][0]["box_xyxy"] is not None:
+        assert seed["agreement"]["chosen_box_iou"] == 1.0
+    assert "prepare (not in total)" in report["modes"]["fast_prepared"]["stages"]
     for stage in ("embedding", "proposing", "matching"):
         assert stage in report["modes"]["exact"]["stages"]
-    assert "prepare (not in total)" in report["modes"]["fast_prepared"]["stages"]
-    decoder = report["decoder_ms_per_prompt"]
-    assert decoder["prompts"] == 4 and decoder["upstream"] > 0 and decoder["promptbox_total"] > 0
 
 
-def test_bench_table_names_the_modes(tiny_report):
-    report = tiny_report
+def test_table_names_modes_weights_and_counts(tiny):
+    _, report = tiny
     table = bench.format_table(report)
-    for mode in report["modes"].values():
-        assert mode["label"] in table
-    assert "decoder per point prompt" in table
-
-
-def test_run_from_args_prints_the_report(tiny_report, monkeypatch, capsys):
-    seen = []
-    monkeypatch.setattr(bench, "run", lambda options: seen.append(options) or tiny_report)
-    parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
-    args = parser.parse_args(["--size", "160x120", "--points-per-side", "2", "--repeats", "1", "--json"])
-    assert bench.run_from_args(args) == 0
-    assert json.loads(capsys.readouterr().out) == tiny_report
-    assert seen[0].size == (160, 120) and seen[0].points_per_side == 2 and seen[0].repeats == 1
-    assert bench.run_from_args(parser.parse_args(["--size", "tiny"])) == 2  # a usage error, said on stderr
-    assert "WxH" in capsys.readouterr().err
-
-
-def test_promptbox_bench_hands_every_option_to_the_bench(tiny_report, monkeypatch, capsys):
-    """`promptbox bench --device ... --command ...`: options before any positional must reach the bench's parser."""
-    from promptbox.cli import main
-
-    seen = []
-    monkeypatch.setattr(bench, "run", lambda options: seen.append(options) or tiny_report)
-    argv = ["bench", "--device", "cpu", "--command", "grab the mug", "--skip-seed", "--size", "160x120", "--json"]
-    assert main(argv) == 0
-    assert json.loads(capsys.readouterr().out) == tiny_report
-    got = seen[0]
-    assert (got.device, got.command, got.skip_seed, got.size) == ("cpu", "grab the mug", True, (160, 120))
-
-
-def test_helpers():
-    assert bench.parse_size("640x480") == (640, 480) and bench.parse_size("orig") is None
-    with pytest.raises(ValueError, match="WxH"):
-        bench.parse_size("640")
-    assert bench.box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
-    masks = np.zeros((2, 8, 8), bool)
-    masks[0, :4] = True
-    masks[1, 4:] = True
-    assert bench.matched_fraction(masks, masks[:1]) == 0.5
-    assert bench.matched_fraction(masks[:0], masks) == 1.0
-    image, label = bench.load_image(None, (64, 48))
-    assert image.shape == (48, 64, 3) and image.dtype == np.uint8 and "coffee" in label
+    assert "weights: [SYNTHETIC-WORLD WEIGHTS]" in table
+    assert "[RANDOM WEIGHTS]" not in table
+    for name, mode in report["modes"].items():
+        row = next(line for line in table.splitlines() if line.startswith(MODE_LABELS[name]))
+        counts = mode["mask_counts"]
+        assert f"{counts['min']}/{counts['median']:g}/{counts['max']}" in row
+        assert str(mode["pid"]) in row
+    random_report = json.loads(json.dumps(report))
+    random_report["config"].update(random_weights=True, weights_label="[RANDOM WEIGHTS] compute-only worst case")
+    assert "[RANDOM WEIGHTS]: these figures are the compute-only worst case" in bench.format_table(random_report)
