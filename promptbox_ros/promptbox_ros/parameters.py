@@ -45,6 +45,9 @@ PARAMETERS: dict[str, Spec] = {
     "top_k": Spec(_CORE.top_k, "alternatives published on `candidates` besides the chosen object", 1, 100),
     "part_margin": Spec(_CORE.part_margin, "a whole object beats its part when its similarity is within this margin",
                         0.0, 1.0),
+    "matching": Spec(_CORE.matching, "shortlist: mask-pooled CLIP tokens rank the proposals, only the best get crops; "
+                     "crops: a CLIP crop for every proposal", choices=("shortlist", "crops")),
+    "shortlist_size": Spec(_CORE.shortlist_size, "matching shortlist: regions re-scored with crops per phrase", 1, 256),
     "amg.points_per_side": Spec(_AMG.points_per_side, "automatic mask generator (mode exact): prompt grid per side",
                                 1, 64),
     "amg.points_per_batch": Spec(_AMG.points_per_batch, "prompts decoded per batch", 1, 4096),
@@ -128,6 +131,8 @@ def locator_config(values: dict[str, object]) -> LocatorConfig:
         top_k=int(values["top_k"]),
         part_margin=float(values["part_margin"]),
         fast_points=int(values["fast_points"]),
+        matching=str(values["matching"]),
+        shortlist_size=int(values["shortlist_size"]),
         encoder_backend=str(values["encoder_backend"]),
         allow_random_weights=bool(values["allow_random_weights"]),
         threads=int(values["threads"]) or None,

@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     locate.add_argument("--sam-checkpoint", help="path to mobile_sam.pt (default: resolve, see README)")
     locate.add_argument("--mode", default="exact", choices=("exact", "fast", "upstream"), help="proposal mode")
     locate.add_argument("--min-score", type=float, default=None, help="calibrated score below which: not found")
+    add_matching_arguments(locate)
     locate.add_argument(
         "--amg",
         action="append",
@@ -135,6 +136,8 @@ def _run_locate(args: argparse.Namespace) -> int:
             device=args.device,
             mode=args.mode,
             allow_random_weights=args.random_weights,
+            matching=args.matching,
+            shortlist_size=args.shortlist_size,
         ).with_overrides(**overrides)
         if args.min_score is not None:
             config = config.with_overrides(min_score=args.min_score)
@@ -201,6 +204,17 @@ def _target_3d(result: Detection | NotFound, depth: tuple[np.ndarray, str, Intri
     if result.mask is None:
         return NoPose("the answer has no mask")
     return target_from_depth(result.mask, *depth)
+
+
+def add_matching_arguments(parser: argparse.ArgumentParser) -> None:
+    """--matching and --shortlist-size, for locate and eval."""
+    from promptbox.config import LocatorConfig
+
+    defaults = LocatorConfig()
+    parser.add_argument("--matching", default=defaults.matching, choices=("shortlist", "crops"),
+                        help="shortlist: pooled CLIP tokens rank the masks, the best get crops; crops: crop every mask")
+    parser.add_argument("--shortlist-size", type=int, default=defaults.shortlist_size,
+                        help=f"regions re-scored with crops per phrase (default {defaults.shortlist_size})")
 
 
 def _amg_overrides(pairs: list[str]) -> dict[str, float | int]:

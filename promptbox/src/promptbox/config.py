@@ -8,6 +8,7 @@ from typing import Any
 MODES = ("exact", "fast", "upstream")
 DEVICES = ("cpu", "cuda")
 ENCODER_BACKENDS = ("torch", "onnx")
+MATCHING = ("shortlist", "crops")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class LocatorConfig:
     top_k: int = 5
     part_margin: float = 0.02  # a containing mask beats its part if its similarity is within this of the part's
     fast_points: int = 6  # fast mode: point prompts placed at text-similarity peaks
+    # crops: every proposal gets its own masked CLIP crop. shortlist: mask-pooled patch tokens of one CLIP pass rank
+    # them, and only the `shortlist_size` best per phrase (and the regions containing those) get crops.
+    matching: str = "shortlist"
+    shortlist_size: int = 8
     encoder_backend: str = "torch"
     allow_random_weights: bool = False
     threads: int | None = None  # torch intra-op threads; None: torch's default
@@ -45,6 +50,9 @@ class LocatorConfig:
     def __post_init__(self) -> None:
         _check_choice("mode", self.mode, MODES)
         _check_choice("encoder_backend", self.encoder_backend, ENCODER_BACKENDS)
+        _check_choice("matching", self.matching, MATCHING)
+        if self.shortlist_size < 1:
+            raise ValueError(f"shortlist_size={self.shortlist_size!r} must be at least 1")
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
             raise ValueError(f"device={self.device!r} is not supported; use one of {', '.join(DEVICES)} or 'cuda:N'")
         if not 0.0 <= self.min_score <= 1.0:

@@ -18,9 +18,11 @@ from promptbox.command import parse
 from promptbox.config import LocatorConfig
 from promptbox.detection import Detection, NotFound
 from promptbox.image import check_image
-from promptbox.matching import Matcher
+from promptbox.matching import Matcher, PatchTokens
 from promptbox.proposals import FrameEmbedding, MaskProposer, Proposals, peak_points
+from promptbox.regions import Regions
 from promptbox.selection import BACKGROUND_PHRASES, PhraseScores, calibrate, select
+from promptbox.shortlist import pooled_embeddings, shortlist
 
 StageCallback = Callable[[str, float], None]
 
@@ -103,7 +105,8 @@ class Locator:
             self.matcher.encode_regions(frame, np.array([[0.0, 0.0, 63.0, 63.0]]), None)
 
     def prepare(self, image_rgb: np.ndarray) -> FrameEmbedding:
-        """The image embedding of a frame, computed once per frame content and reused by later calls."""
+        """The image embedding of a frame (and the CLIP patch tokens the mode uses), computed once per frame content
+        and reused by later calls."""
         image = check_image(image_rgb)
         key = _frame_key(image)
         with self._lock:
@@ -112,6 +115,11 @@ class Locator:
                 self._frames.move_to_end(key)
                 return cached
             embedding = self.proposer.embed(image)
+            if self.config.mode == "fast" or self.config.matching == "shortlist":
+                # CLIP's share of the frame, so a prepared frame starts at the proposals in both modes.
+                started = time.perf_counter()
+                embedding.patch_tokens = self.matcher.patch_tokens(image)
+                embedding.timings_ms["patch_tokens"] = (time.perf_counter() - started) * 1000.0
             self._frames[key] = embedding
             while len(self._frames) > _FRAME_CACHE_SIZE:
                 self._frames.popitem(last=False)
@@ -158,14 +166,15 @@ class Locator:
 
             stage("matching", STAGE_PROGRESS["matching"])
             with _timed(timings, "matching"):
+                part = vocabulary.part_request(target.phrase)
+                anchor_phrase = target.anchor if target.relation in relations.RESOLVED and target.anchor else None
+                phrases = [target.phrase, *([part[1]] if part is not None else []), *filter(None, [anchor_phrase])]
+                proposals = self._shortlisted(image, frame, proposals, phrases)
                 regions = self.matcher.encode_regions(image, proposals.boxes_xyxy, proposals.masks)
                 # "the screwdriver, not the scissors": the excluded object competes with the target.
                 scores = self._score(regions, target.phrase, target.negatives)
-                part = vocabulary.part_request(target.phrase)
                 whole = self._score(regions, part[1]) if part is not None else None
-                anchor = None
-                if target.relation in relations.RESOLVED and target.anchor:
-                    anchor = self._score(regions, target.anchor)
+                anchor = self._score(regions, anchor_phrase) if anchor_phrase else None
 
             stage("selecting", STAGE_PROGRESS["selecting"])
             with _timed(timings, "selecting"):
@@ -214,6 +223,28 @@ class Locator:
         top1 = similarity >= rival_sim.max(axis=1) if rival_sim.size else np.ones_like(similarity, bool)
         return PhraseScores(phrase, similarity, confidence, top1)
 
+    def _tokens(self, image: np.ndarray, frame: FrameEmbedding | None) -> PatchTokens:
+        """The frame's CLIP patch tokens, computed once per prepared frame."""
+        if frame is None:
+            return self.matcher.patch_tokens(image)
+        if frame.patch_tokens is None:
+            frame.patch_tokens = self.matcher.patch_tokens(image)
+        return frame.patch_tokens
+
+    def _shortlisted(
+        self, image: np.ndarray, frame: FrameEmbedding | None, proposals: Proposals, phrases: list[str]
+    ) -> Proposals:
+        """The proposals worth a crop each (config.matching "shortlist"), or all of them ("crops", or few)."""
+        size = self.config.shortlist_size
+        if self.config.matching == "crops" or len(proposals) <= size:
+            return proposals
+        pooled = pooled_embeddings(self._tokens(image, frame), proposals.masks)
+        # Ranked by the score that gates the answer (against competing names), not raw cosine, which favours
+        # large regions of anything.
+        ranking = [self._score(pooled, phrase).confidence for phrase in phrases]
+        keep = shortlist(ranking, size, Regions(proposals.masks).containers)
+        return proposals.subset(keep)
+
     def _propose(self, image: np.ndarray, frame: FrameEmbedding | None, text) -> Proposals:
         mode = self.config.mode
         if mode == "upstream":
@@ -228,7 +259,7 @@ class Locator:
             # The same masks; the timings say they cost nothing this time.
             return replace(cached, timings_ms={"cached": 0.0})
         # fast: prompt only where CLIP already sees the phrase, instead of over a whole grid.
-        heat = self.matcher.similarity_map(image, text)
+        heat = self.matcher.similarity_map(image, text, self._tokens(image, frame))
         points = peak_points(heat, image.shape[:2], self.config.fast_points)
         return self.proposer.propose_points(frame, points)
 

@@ -210,9 +210,9 @@ class Matcher:
 
     # --- similarity map -----------------------------------------------------------------------------------------
 
-    def similarity_map(self, image_rgb: np.ndarray, text: TextEmbedding) -> np.ndarray:
-        """(h, w) float32 cosine similarity of the phrase to each ViT patch of the frame (h, w = frame size /
-        patch size at `map_long_side`); higher = more like the phrase."""
+    def patch_tokens(self, image_rgb: np.ndarray) -> PatchTokens:
+        """Every ViT patch of the frame in the joint space, from one forward at `map_long_side`: what fast mode's
+        similarity map and the mask-pooled region embeddings both read, so a frame pays for it once."""
         # One ViT forward at a moderate resolution (position embeddings interpolated), then MaskCLIP's value path
         # in the last layer: the patch tokens' value projection instead of attention, which is global in CLIP's
         # last layer and blurs localisation. Residual and MLP of that layer are skipped (ClearCLIP found they
@@ -232,8 +232,28 @@ class Matcher:
             hidden = last.layer_norm1(out.hidden_states[-2])  # the input of the last layer
             values = last.self_attn.out_proj(last.self_attn.v_proj(hidden))
             tokens = self.model.visual_projection(vision.post_layernorm(values[:, 1:]))
-            similarity = F.normalize(tokens.float(), dim=-1) @ text.vector.to(tokens.device, torch.float32)
-        return similarity.view(grid_h, grid_w).cpu().numpy().astype(np.float32)
+            tokens = F.normalize(tokens.float(), dim=-1).view(grid_h, grid_w, -1)
+        return PatchTokens(tokens.clone(), (height, width))
+
+    def similarity_map(
+        self, image_rgb: np.ndarray, text: TextEmbedding, tokens: PatchTokens | None = None
+    ) -> np.ndarray:
+        """(h, w) float32 cosine similarity of the phrase to each ViT patch of the frame (h, w = frame size /
+        patch size at `map_long_side`); higher = more like the phrase. `tokens`: the frame's, if already computed."""
+        if tokens is None:
+            tokens = self.patch_tokens(image_rgb)
+        elif tokens.frame_size != tuple(np.shape(image_rgb)[:2]):
+            raise ValueError(f"tokens: computed for a {tokens.frame_size} frame, not {np.shape(image_rgb)[:2]}")
+        similarity = tokens.tokens @ text.vector.to(tokens.tokens.device, torch.float32)
+        return similarity.cpu().numpy().astype(np.float32)
+
+
+@dataclass(frozen=True)
+class PatchTokens:
+    """A frame's CLIP patch tokens in the joint space, L2-normalised: (grid_h, grid_w, D), on the model's device."""
+
+    tokens: torch.Tensor
+    frame_size: tuple[int, int]  # (H, W) of the frame they were computed from
 
 
 def _features(output) -> torch.Tensor:

@@ -57,6 +57,9 @@ class FrameEmbedding:
     # Exact-mode proposals per AMG settings: they don't depend on the command, so later commands on the same frame
     # reuse them (a planner asking for several objects, the eval harness, the node's repeated goals on one frame).
     exact_proposals: dict = field(default_factory=dict, repr=False)
+    # The frame's CLIP patch tokens (matching.PatchTokens), for fast mode's map and the matching shortlist; the
+    # Locator fills it once per frame.
+    patch_tokens: object | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -71,6 +74,16 @@ class Proposals:
 
     def __len__(self) -> int:
         return len(self.boxes_xyxy)
+
+    def subset(self, indices: np.ndarray) -> Proposals:
+        """These proposals at `indices` only (same timings): what the matching shortlist hands on."""
+        return Proposals(
+            self.masks[indices],
+            self.boxes_xyxy[indices],
+            self.predicted_iou[indices],
+            self.stability[indices],
+            dict(self.timings_ms),
+        )
 
 
 @dataclass

@@ -16,6 +16,7 @@ import numpy as np
 from promptbox import relations
 from promptbox.command import Target
 from promptbox.detection import Candidate, Detection, NotFound
+from promptbox.regions import Regions
 
 # Generic phrases the target competes with in calibrate(): a crop that matches "a table" as well as "red mug" is not
 # a red mug. matching.py encodes these with the same prompt ensemble as the target.
@@ -42,9 +43,6 @@ class PhraseScores:
     confidence: np.ndarray  # (N,)
     top1: np.ndarray  # (N,) bool
 
-# A region is a part of another when the other covers nearly all of it and is clearly bigger.
-CONTAIN_FRACTION = 0.9
-CONTAIN_GROWTH = 1.2
 DUPLICATE_IOU = 0.7
 
 
@@ -107,7 +105,7 @@ def select(
     if top1.shape != (n,):
         raise ValueError(f"is_target has shape {top1.shape}; accepted: ({n},), one flag per mask")
 
-    regions = _Regions(masks)
+    regions = Regions(masks)
     notes: list[str] = []
     miss = None
     if whole is not None:
@@ -161,30 +159,6 @@ def select(
 # --- geometry -----------------------------------------------------------------------------------------------------
 
 
-class _Regions:
-    """Mask areas and containment. Overlaps are counted only for candidates big enough to contain, inside the part's
-    bounding box: a full N x N overlap matrix of 720p masks would cost N*N*H*W."""
-
-    def __init__(self, masks: np.ndarray) -> None:
-        self.masks = masks
-        # count_nonzero per mask is about 3x faster than a bool sum over the (N, H*W) stack.
-        self.area = np.array([np.count_nonzero(m) for m in masks], dtype=np.int64)
-
-    def containers(self, i: int, among: list[int] | np.ndarray | None = None) -> list[int]:
-        """Regions (of `among`, default all) that contain region i: |i∩j| >= 0.9|i| and |j| >= 1.2|i|."""
-        if self.area[i] == 0:
-            return []
-        candidates = np.arange(len(self.area)) if among is None else np.asarray(among, dtype=np.int64)
-        candidates = candidates[(candidates != i) & (self.area[candidates] >= CONTAIN_GROWTH * self.area[i])]
-        if candidates.size == 0:
-            return []
-        rows = np.flatnonzero(self.masks[i].any(axis=1))
-        cols = np.flatnonzero(self.masks[i].any(axis=0))
-        ys, xs = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-        inter = (self.masks[candidates, ys, xs] & self.masks[i, ys, xs]).reshape(candidates.size, -1).sum(axis=1)
-        return [int(j) for j in candidates[inter >= CONTAIN_FRACTION * self.area[i]]]
-
-
 def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     x0 = np.maximum(box[0], boxes[:, 0])
     y0 = np.maximum(box[1], boxes[:, 1])
@@ -200,7 +174,7 @@ def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 # --- choosing -----------------------------------------------------------------------------------------------------
 
 
-def _whole_over_parts(regions: _Regions, sim: np.ndarray, conf: np.ndarray, min_score: float, margin: float) -> int:
+def _whole_over_parts(regions: Regions, sim: np.ndarray, conf: np.ndarray, min_score: float, margin: float) -> int:
     """The most confident region, or the largest region containing it whose similarity is within `margin` of it.
 
     CLIP often scores a distinctive part (a screwdriver's head) a hair above the whole object, but the robot must
@@ -217,7 +191,7 @@ def _whole_over_parts(regions: _Regions, sim: np.ndarray, conf: np.ndarray, min_
 
 
 def _part_of_whole(
-    regions: _Regions, conf: np.ndarray, whole: PhraseScores, target: Target, min_score: float
+    regions: Regions, conf: np.ndarray, whole: PhraseScores, target: Target, min_score: float
 ) -> tuple[int, str | None, int | None]:
     """An explicit part ("cap of marker"): the region inside the most confident whole (among regions with regions
     inside them) that scores best for the part phrase. Returns (chosen, reason if not found, the whole's index).
@@ -247,7 +221,7 @@ def _part_of_whole(
 
 
 def _plausible(
-    regions: _Regions, boxes: np.ndarray, conf: np.ndarray, min_score: float, top1: np.ndarray
+    regions: Regions, boxes: np.ndarray, conf: np.ndarray, min_score: float, top1: np.ndarray
 ) -> list[int]:
     """Regions that are the target (its top-1 label, at min_score), one per object: near-duplicate boxes keep the
     more confident, and a region contained in another plausible one is a part of that object."""
@@ -266,7 +240,7 @@ def _by_relation(
     target: Target,
     anchor: PhraseScores,
     plausible: list[int],
-    regions: _Regions,
+    regions: Regions,
     boxes: np.ndarray,
     conf: np.ndarray,
     min_score: float,
@@ -294,7 +268,7 @@ def _by_relation(
 
 
 def _by_spatial(
-    target: Target, plausible: list[int], regions: _Regions, boxes: np.ndarray, conf: np.ndarray
+    target: Target, plausible: list[int], regions: Regions, boxes: np.ndarray, conf: np.ndarray
 ) -> int | None:
     """The plausible region at `target.ordinal` in the order of `target.spatial` (1 the first, 2 the second, -1 the
     last); None when fewer plausible regions exist than the ordinal asks for. Ties go to the more confident region.
@@ -312,7 +286,7 @@ def _by_spatial(
     return plausible[int(order[abs(n) - 1])]
 
 
-def _spatial_key(spatial: str, plausible: list[int], regions: _Regions, boxes: np.ndarray) -> np.ndarray:
+def _spatial_key(spatial: str, plausible: list[int], regions: Regions, boxes: np.ndarray) -> np.ndarray:
     """(len(plausible),) sort key for the qualifier: lowest first."""
     b = boxes[plausible]
     cx = (b[:, 0] + b[:, 2]) / 2
