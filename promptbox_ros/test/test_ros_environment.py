@@ -35,6 +35,9 @@ def test_interfaces_have_the_contract_fields():
         "detection": "vision_msgs/Detection2D",
         "mask": "sensor_msgs/Image",
         "message": "string",
+        "has_pose": "boolean",
+        "pose": "geometry_msgs/PoseStamped",
+        "size": "geometry_msgs/Vector3",
     }
     assert feedback.get_fields_and_field_types() == {"stage": "string", "progress": "float"}
     detection = Detection2D()
