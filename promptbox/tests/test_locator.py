@@ -184,3 +184,19 @@ def test_what_parsing_set_aside_or_corrected_reaches_the_answer(locator, frame):
     assert any("'in the bowl' is where to put it" in note for note in destination.notes)
     strict = locator.locate(frame, "put the apple in the bowl", min_score=1.0)
     assert not strict.found and "'in the bowl' is where to put it" in strict.reason
+
+
+@pytest.mark.parametrize(("mode", "matching", "patch_pass"),
+                         [("fast", "crops", True), ("exact", "shortlist", True), ("exact", "crops", False)])
+def test_warm_up_runs_every_stage_the_mode_uses(locator, monkeypatch, mode, matching, patch_pass):
+    warm = Locator.__new__(Locator)
+    warm.__dict__.update(locator.__dict__)
+    warm.config = locator.config.with_overrides(mode=mode, matching=matching)
+    calls: list[str] = []
+    for owner, name in ((warm.proposer, "embed"), (warm.proposer, "propose_points"), (warm.matcher, "encode_texts"),
+                        (warm.matcher, "patch_tokens"), (warm.matcher, "encode_regions")):
+        original = getattr(owner, name)
+        monkeypatch.setattr(owner, name, lambda *a, _o=original, _n=name, **k: (calls.append(_n), _o(*a, **k))[1])
+    warm.warm_up()
+    assert {"embed", "propose_points", "encode_texts", "encode_regions"} <= set(calls)
+    assert ("patch_tokens" in calls) == patch_pass

@@ -97,11 +97,16 @@ class Locator:
         return twin
 
     def warm_up(self) -> None:
-        """Run each model once on a small frame so the first goal doesn't pay for lazy initialisation."""
+        """Run every stage the configured mode uses once on a small frame, so the first goal doesn't pay for lazy
+        initialisation: the encoder, the decoder, the text tower, the CLIP patch pass (fast mode's map and the
+        matching shortlist) and a crop."""
         frame = np.zeros((64, 64, 3), np.uint8)
         with self._lock:
             embedding = self.proposer.embed(frame)
             self.proposer.propose_points(embedding, np.array([[32.0, 32.0]]))
+            text = self.matcher.encode_text("warm-up object")
+            if self.config.mode == "fast" or self.config.matching == "shortlist":
+                self.matcher.similarity_map(frame, text)
             self.matcher.encode_regions(frame, np.array([[0.0, 0.0, 63.0, 63.0]]), None)
 
     def prepare(self, image_rgb: np.ndarray) -> FrameEmbedding:
