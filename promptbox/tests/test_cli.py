@@ -68,6 +68,8 @@ def test_not_found_exits_3_and_the_text_output_is_marked(offline, capsys):
         (["locate", str(SAMPLE), "take the cup", "--device", "tpu", "--random-weights"], "device='tpu'"),
         (["locate", str(SAMPLE), "take the cup", "--min-score", "7", "--random-weights"], "min_score=7.0"),
         (["locate", str(SAMPLE), "take the cup", "--amg", "grid=3", "--random-weights"], "--amg 'grid=3'"),
+        (["locate", str(SAMPLE), "take the cup", "--shortlist-size", "0", "--random-weights"],
+         "shortlist_size=0 must be at least 1"),
     ],
 )
 def test_input_errors_exit_2_with_a_message(offline, capsys, argv, message):
