@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -57,6 +58,18 @@ class Spinning:
     def stop(self) -> None:
         self.executor.shutdown(timeout_sec=10.0)
         self._thread.join(timeout=10.0)
+
+
+@contextmanager
+def spun(context: rclpy.Context, rig, threads: int = 2) -> Iterator:
+    """`rig` (anything with a `.node`) spun on its own executor for the block, then stopped and its node destroyed:
+    the module fixture of every node test."""
+    spinning = Spinning(context, rig.node, threads=threads)
+    try:
+        yield rig
+    finally:
+        spinning.stop()
+        rig.node.destroy_node()
 
 
 class Inbox:

@@ -23,7 +23,7 @@ require_workspace()
 
 from action_msgs.msg import GoalStatus  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
-from locate_rig import Inbox, Rig, Spinning, overrides, started, until  # noqa: E402
+from locate_rig import Inbox, Rig, Spinning, overrides, spun, started, until  # noqa: E402
 from promptbox_interfaces.action import Locate  # noqa: E402
 from rclpy.action import ActionClient  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
@@ -183,11 +183,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def rig(ros_context, scene):
-    rig = DepthRig(ros_context, scene)
-    spinning = Spinning(ros_context, rig.node, threads=2)
-    yield rig
-    spinning.stop()
-    rig.node.destroy_node()
+    with spun(ros_context, DepthRig(ros_context, scene)) as rig:
+        yield rig
 
 
 def _node(ros_context, locator, namespace: str, depth_topic: str = DEPTH, **params) -> tuple[LocateNode, Spinning]:

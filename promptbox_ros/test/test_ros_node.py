@@ -31,6 +31,7 @@ from locate_rig import (  # noqa: E402
     overrides,
     remaps,
     result_of,
+    spun,
     started,
     until,
 )
@@ -46,11 +47,8 @@ NAMESPACE = "/pbtest"
 CAMERA = "/pbtest_camera/image_raw"
 @pytest.fixture(scope="module")
 def rig(ros_context):
-    rig = Rig(ros_context, NAMESPACE, CAMERA)
-    spinning = Spinning(ros_context, rig.node, threads=2)
-    yield rig
-    spinning.stop()
-    rig.node.destroy_node()
+    with spun(ros_context, Rig(ros_context, NAMESPACE, CAMERA)) as rig:
+        yield rig
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from locate_rig import (  # noqa: E402
     overrides,
     remaps,
     result_of,
+    spun,
     started,
     until,
 )
@@ -48,11 +49,8 @@ WORLD_CLIP = Path(__file__).resolve().parents[2] / "weights" / "world" / "world-
 
 @pytest.fixture(scope="module")
 def rig(ros_context):
-    rig = Rig(ros_context, NAMESPACE, CAMERA)
-    spinning = Spinning(ros_context, rig.node, threads=2)
-    yield rig
-    spinning.stop()
-    rig.node.destroy_node()
+    with spun(ros_context, Rig(ros_context, NAMESPACE, CAMERA)) as rig:
+        yield rig
 
 
 @pytest.fixture(scope="module")
