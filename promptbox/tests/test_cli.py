@@ -68,6 +68,8 @@ def test_not_found_exits_3_and_the_text_output_is_marked(offline, capsys):
         (["locate", str(SAMPLE), "take the cup", "--device", "tpu", "--random-weights"], "device='tpu'"),
         (["locate", str(SAMPLE), "take the cup", "--min-score", "7", "--random-weights"], "min_score=7.0"),
         (["locate", str(SAMPLE), "take the cup", "--amg", "grid=3", "--random-weights"], "--amg 'grid=3'"),
+        (["locate", str(SAMPLE), "take the cup", "--amg", "skip_covered_points=1", "--random-weights"],
+         "'1' is not a bool; accepted: true, false"),
         (["locate", str(SAMPLE), "take the cup", "--shortlist-size", "0", "--random-weights"],
          "shortlist_size=0 must be at least 1"),
     ],
@@ -83,3 +85,11 @@ def test_checkpoints_given_by_path_are_not_marked_random(sam_checkpoint, clip_di
     payload = json.loads(capsys.readouterr().out)
     assert code == 0
     assert payload["random_weights"] is False
+
+
+def test_amg_bool_settings_reach_the_config():
+    from promptbox.cli import _amg_overrides
+
+    assert _amg_overrides(["skip_covered_points=false"]) == {"amg_skip_covered_points": False}
+    assert _amg_overrides(["skip_covered_points=True", "points_per_side=8"]) == {
+        "amg_skip_covered_points": True, "amg_points_per_side": 8}

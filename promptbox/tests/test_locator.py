@@ -10,7 +10,9 @@ from promptbox.detection import Detection, NotFound
 from promptbox.locator import Locator
 
 # Random weights predict low IoUs, so AMG's seed thresholds would drop every mask; zero keeps the plumbing busy.
-PERMISSIVE = AmgSettings(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, min_mask_region_area=0)
+# Every grid point decoded (no coarse-to-fine skipping), so exact mode's masks are the seed configuration's.
+PERMISSIVE = AmgSettings(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, min_mask_region_area=0,
+                         skip_covered_points=False)
 
 
 @pytest.fixture(scope="session")

@@ -103,8 +103,9 @@ def assert_same_proposals(ours: Proposals, upstream: Proposals) -> None:
 
 
 def _proposer(sam, **settings) -> MaskProposer:
-    # Upstream's exact list: the nested-whole restore is tested on its own below.
-    return MaskProposer(sam, AmgSettings(points_per_side=4, **settings), "cpu", keep_nested_wholes=False)
+    # Upstream's exact list: every grid point decoded, no nested-whole restore (both are tested on their own).
+    settings = AmgSettings(points_per_side=4, skip_covered_points=False, **settings)
+    return MaskProposer(sam, settings, "cpu", keep_nested_wholes=False)
 
 
 # ------------------------------------------------------------------------------------------- building blocks
@@ -168,7 +169,8 @@ def test_low_res_stability_is_within_the_margin(structured_sam):
 def test_exact_matches_upstream_every_mask(sam_model, coffee, coffee_frame):
     """Real (random) encoder, nothing filtered or suppressed: all 27 masks must match pixel for pixel."""
     settings = AmgSettings(
-        points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0, min_mask_region_area=0
+        points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0, min_mask_region_area=0,
+        skip_covered_points=False,
     )
     proposer = MaskProposer(sam_model, settings, "cpu", keep_nested_wholes=False)
     ours = proposer.propose(coffee_frame)

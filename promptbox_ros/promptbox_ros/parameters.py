@@ -64,6 +64,8 @@ PARAMETERS: dict[str, Spec] = {
                                                "prompt grid reduction per crop layer", 1, 16),
     "amg.min_mask_region_area": Spec(_AMG.min_mask_region_area, "remove islands and holes smaller than this (pixels)",
                                      0, 10**7),
+    "amg.skip_covered_points": Spec(_AMG.skip_covered_points, "mode exact: decode the grid coarse to fine and skip "
+                                    "points inside a segment already found; false: every point, as upstream"),
     "goal_policy": Spec("queue", "queue: a new goal waits for the running one; preempt: it aborts the running one",
                         choices=GOAL_POLICIES),
     "image_transport": Spec("raw", "raw: subscribe to `image`; compressed: to `<resolved image topic>/compressed`",

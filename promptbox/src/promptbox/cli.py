@@ -217,17 +217,22 @@ def add_matching_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"regions re-scored with crops per phrase (default {defaults.shortlist_size})")
 
 
-def _amg_overrides(pairs: list[str]) -> dict[str, float | int]:
+def _amg_overrides(pairs: list[str]) -> dict[str, float | int | bool]:
     from dataclasses import fields
 
     from promptbox.config import AmgSettings
 
     types = {f.name: f.type for f in fields(AmgSettings)}
-    overrides: dict[str, float | int] = {}
+    overrides: dict[str, float | int | bool] = {}
     for pair in pairs:
         name, _, value = pair.partition("=")
         if name not in types or not value:
             raise ValueError(f"--amg {pair!r}: expected NAME=VALUE with NAME one of {', '.join(types)}")
+        if types[name] in ("bool", bool):
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"--amg {pair!r}: {value!r} is not a bool; accepted: true, false")
+            overrides[f"amg_{name}"] = value.lower() == "true"
+            continue
         try:
             overrides[f"amg_{name}"] = int(value) if types[name] in ("int", int) else float(value)
         except ValueError:

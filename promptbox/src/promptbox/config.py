@@ -13,7 +13,8 @@ MATCHING = ("shortlist", "crops")
 
 @dataclass(frozen=True)
 class AmgSettings:
-    """SamAutomaticMaskGenerator's parameters; the defaults are the seed script's."""
+    """SamAutomaticMaskGenerator's parameters; the defaults are the seed script's. `skip_covered_points` is
+    promptbox's own (upstream has no such step)."""
 
     points_per_side: int = 16
     points_per_batch: int = 64
@@ -26,6 +27,10 @@ class AmgSettings:
     crop_overlap_ratio: float = 512 / 1500
     crop_n_points_downscale_factor: int = 1
     min_mask_region_area: int = 200
+    # Exact mode decodes the grid coarse to fine and skips a point that lies inside the finest mask an earlier
+    # point already produced: on a table most points land on surfaces and objects already segmented, and each
+    # would only repeat their masks into NMS. False decodes every grid point, as upstream does.
+    skip_covered_points: bool = True
 
 
 @dataclass(frozen=True)

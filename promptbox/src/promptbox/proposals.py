@@ -71,6 +71,7 @@ class Proposals:
     predicted_iou: np.ndarray  # (N,) float32
     stability: np.ndarray  # (N,) float32
     timings_ms: dict[str, float] = field(default_factory=dict)
+    prompts_decoded: int | None = None  # point prompts the decoder ran for these (None: not counted, e.g. upstream)
 
     def __len__(self) -> int:
         return len(self.boxes_xyxy)
@@ -83,6 +84,7 @@ class Proposals:
             self.predicted_iou[indices],
             self.stability[indices],
             dict(self.timings_ms),
+            self.prompts_decoded,
         )
 
 
@@ -119,6 +121,9 @@ class _Decoded:
     boxes: list[torch.Tensor] = field(default_factory=list)
     iou: list[torch.Tensor] = field(default_factory=list)
     stability: list[torch.Tensor] = field(default_factory=list)
+    prompts: list[np.ndarray] = field(default_factory=list)  # which point prompt each mask came from
+    levels: list[np.ndarray] = field(default_factory=list)  # and which of its mask tokens (0: the first decoded)
+    prompts_decoded: int = 0
 
 
 class MaskProposer:
@@ -229,8 +234,43 @@ class MaskProposer:
         grid = build_all_layer_point_grids(s.points_per_side, 0, s.crop_n_points_downscale_factor)[0]
         points = grid * np.array([[width, height]])
         rule = _Filter(s.pred_iou_thresh, s.stability_score_thresh, iou_strict=True)
-        decoded = self._decode(frame, points, rule, multimask=True, timings=timings)
-        return self._finish(frame, decoded, s.box_nms_thresh, s.min_mask_region_area, timings)
+        if s.skip_covered_points:
+            decoded = self._decode_coarse_to_fine(frame, points, s.points_per_side, rule, timings)
+        else:
+            decoded = _Decoded()
+            self._decode(frame, points, rule, multimask=True, timings=timings, out=decoded)
+        proposals = self._finish(frame, decoded, s.box_nms_thresh, s.min_mask_region_area, timings)
+        proposals.prompts_decoded = decoded.prompts_decoded
+        return proposals
+
+    def _decode_coarse_to_fine(
+        self, frame: FrameEmbedding, points: np.ndarray, side: int, rule: _Filter, timings: dict[str, float]
+    ) -> _Decoded:
+        """Decode the grid's points coarse to fine, skipping each point that lies inside the finest kept mask of a
+        point decoded before it (a point in a segment already found would mostly repeat that segment's masks)."""
+        height, width = frame.original_size
+        covered = np.zeros((height, width), bool)
+        out = _Decoded()
+        shared = None
+        cols = np.clip(points[:, 0].astype(np.int64), 0, width - 1)
+        rows = np.clip(points[:, 1].astype(np.int64), 0, height - 1)
+        for stage in coarse_to_fine(side):
+            pending = list(stage)
+            while pending:
+                # Fill a whole decode batch with points still uncovered (small batches waste the decoder's time),
+                # then let that batch's segments cover the points after it.
+                batch = []
+                while pending and len(batch) < self.decode_batch:
+                    point = pending.pop(0)
+                    if not covered[rows[point], cols[point]]:
+                        batch.append(point)
+                if not batch:
+                    break
+                already = len(out.packed)
+                ids = np.array(batch)
+                shared = self._decode(frame, points[ids], rule, True, timings, out=out, point_ids=ids, shared=shared)
+                _cover_finest(covered, out, already)
+        return out
 
     def propose_upstream(self, image_rgb: np.ndarray) -> Proposals:
         """The seed: upstream SamAutomaticMaskGenerator(settings).generate, as Proposals."""
@@ -281,27 +321,44 @@ class MaskProposer:
         points = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
         timings: dict[str, float] = {}
         rule = _Filter(self.point_iou_floor, self.point_stability_floor, iou_strict=False)
-        decoded = self._decode(frame, points, rule, multimask=multimask, timings=timings)
-        return self._finish(frame, decoded, self.settings.box_nms_thresh, 0, timings)
+        decoded = _Decoded()
+        self._decode(frame, points, rule, multimask=multimask, timings=timings, out=decoded)
+        proposals = self._finish(frame, decoded, self.settings.box_nms_thresh, 0, timings)
+        proposals.prompts_decoded = decoded.prompts_decoded
+        return proposals
 
     # ---------------------------------------------------------------------------------------------- decoding
     def _decode(
-        self, frame: FrameEmbedding, points: np.ndarray, rule: _Filter, multimask: bool, timings: dict[str, float]
-    ) -> _Decoded:
-        """Decode point prompts (source px) in batches; keep the full-size masks that pass `rule`."""
+        self,
+        frame: FrameEmbedding,
+        points: np.ndarray,
+        rule: _Filter,
+        multimask: bool,
+        timings: dict[str, float],
+        *,
+        out: _Decoded | None = None,
+        point_ids: np.ndarray | None = None,
+        shared: _SharedImageSide | None = None,
+    ) -> _SharedImageSide | None:
+        """Decode point prompts (source px) in batches; add the full-size masks that pass `rule` to `out`, each with
+        its point's id (`point_ids`, default 0..K-1). Returns the frame's shared image side, for the next call."""
         decoder = self.sam.mask_decoder
-        out = _Decoded()
+        if out is None:
+            out = _Decoded()
         _add_time(timings, "decoder", 0.0)
         _add_time(timings, "upscale", 0.0)
         if len(points) == 0:
-            return out
+            return shared
+        ids = torch.as_tensor(np.arange(len(points)) if point_ids is None else np.asarray(point_ids))
         coords = self.transform.apply_coords(points, frame.original_size)
         mask_slice = slice(1, decoder.num_mask_tokens) if multimask else slice(0, 1)
         threshold, offset = self.sam.mask_threshold, self.settings.stability_score_offset
         batch = self.decode_batch
+        out.prompts_decoded += len(points)
         with torch.inference_mode():
             started = time.perf_counter()
-            shared = self._shared_image_side(frame.features)
+            if shared is None:
+                shared = self._shared_image_side(frame.features)
             _add_time(timings, "decoder", (time.perf_counter() - started) * 1e3)
             for first in range(0, len(coords), batch):
                 if self.on_batch is not None:
@@ -321,10 +378,12 @@ class MaskProposer:
                     low_res = _low_res_masks(decoder, hs[chunk], keys[chunk], mask_slice)
                     chunk_keep = keep[chunk]
                     low_res, chunk_iou = low_res[chunk_keep], iou[chunk][chunk_keep]
-                    self._keep_full_size(frame, low_res, chunk_iou, rule, threshold, offset, out)
+                    where = torch.nonzero(chunk_keep.cpu())  # (kept, 2): prompt in the chunk, mask token
+                    chunk_ids = torch.stack([ids[first + chunk.cpu()][where[:, 0]], where[:, 1]], dim=1)
+                    self._keep_full_size(frame, low_res, chunk_iou, chunk_ids, rule, threshold, offset, out)
                 _sync(self.device)
                 _add_time(timings, "upscale", (time.perf_counter() - decoded_at) * 1e3)
-        return out
+        return shared
 
     def _shared_image_side(self, features: torch.Tensor) -> _SharedImageSide:
         prompt_encoder = self.sam.prompt_encoder
@@ -353,6 +412,7 @@ class MaskProposer:
         frame: FrameEmbedding,
         low_res: torch.Tensor,
         iou: torch.Tensor,
+        prompts: torch.Tensor,
         rule: _Filter,
         threshold: float,
         offset: float,
@@ -363,7 +423,7 @@ class MaskProposer:
         if rule.stability > 0.0:
             plausible = calculate_stability_score(low_res[:, :rows, :cols], threshold, offset)
             plausible = plausible >= rule.stability - LOW_RES_STABILITY_MARGIN
-            low_res, iou = low_res[plausible], iou[plausible]
+            low_res, iou, prompts = low_res[plausible], iou[plausible], prompts[plausible.cpu()]
         if len(low_res) == 0:
             return
         # sam.postprocess_masks (upsample to 1024, crop, resize) is separable and linear: two small matmuls.
@@ -371,8 +431,10 @@ class MaskProposer:
         stability = calculate_stability_score(logits, threshold, offset)
         if rule.stability > 0.0:
             stable = stability >= rule.stability
-            logits, iou, stability = logits[stable], iou[stable], stability[stable]
+            logits, iou, stability, prompts = logits[stable], iou[stable], stability[stable], prompts[stable.cpu()]
         masks = logits > threshold
+        out.prompts.append(prompts[:, 0].numpy())
+        out.levels.append(prompts[:, 1].numpy())
         out.boxes.append(batched_mask_to_box(masks).cpu())
         out.iou.append(iou.float().cpu())
         out.stability.append(stability.float().cpu())
@@ -640,6 +702,37 @@ def _remove_small_regions(
     boxes = batched_mask_to_box(torch.from_numpy(stacked))
     keep = batched_nms(boxes.float(), torch.tensor(scores), torch.zeros_like(boxes[:, 0]), iou_threshold=nms_thresh)
     return stacked[keep.numpy()], boxes[keep], keep
+
+
+def coarse_to_fine(side: int) -> list[np.ndarray]:
+    """The indices of a side x side point grid (row-major, as build_all_layer_point_grids) in stages, coarse to fine:
+    first the points on a grid of stride side/2 (the largest power of two under side), then each halved stride's new
+    points, so the first stages spread over the whole frame and large segments are found by few points."""
+    if side < 1:
+        raise ValueError(f"side={side!r} must be at least 1")
+    level = np.full(side, -1)
+    stride, rank = 1 << max(0, (side - 1).bit_length() - 1), 0
+    while stride >= 1:
+        # Index i belongs to the first (largest) stride whose offset lattice stride/2 + k*stride holds it.
+        fresh = (level < 0) & ((np.arange(side) - stride // 2) % stride == 0)
+        level[fresh] = rank
+        stride, rank = stride // 2, rank + 1
+    stage = np.maximum(level[:, None], level[None, :]).ravel()  # a point is as fine as its finer coordinate
+    return [np.flatnonzero(stage == r) for r in range(rank) if (stage == r).any()]
+
+
+def _cover_finest(covered: np.ndarray, out: _Decoded, since: int) -> None:
+    """Mark in `covered` the finest segment of each newly decoded prompt: the mask of its first mask token (the
+    finest of SAM's three levels), when that passed the filters. Its other points would mostly repeat it. A prompt
+    whose finest level failed covers nothing: its coarser levels may join neighbouring objects (two touching boxes
+    as one), and their points must still be decoded to be found apart."""
+    if len(out.packed) == since:
+        return
+    packed = np.concatenate(out.packed[since:])
+    finest = np.flatnonzero(np.concatenate(out.levels[since:]) == 0)
+    if len(finest):
+        height, width = covered.shape
+        covered |= _unpack(packed[finest], height, width).any(axis=0)
 
 
 # --------------------------------------------------------------------------------------------------- fast mode
