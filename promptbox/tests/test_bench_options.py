@@ -142,3 +142,15 @@ def test_promptbox_bench_hands_every_option_to_the_bench(monkeypatch, capsys):
     assert (got.device, got.command, got.skip_seed, got.size, got.images) == (
         "cpu", "grab the mug", True, (160, 120), "/some/dir")
     assert (got.repeats, got.exact_repeats, got.seed_frames) == (2, 1, 2)
+
+
+def test_amg_settings_reach_the_workers_and_the_grid_keeps_its_own_option(tmp_path):
+    options = bench_options.options_from_args(_parse(["--amg", "skip_covered_points=false"]))
+    assert options.amg == (("skip_covered_points", False),)
+    workload = workloads.Workload(label="x", frames=(), size=(160, 120))
+    jobs = runner._jobs(options, workload, 0, None, "m")
+    assert all(job["locator"]["amg"] == {"skip_covered_points": False} for job in jobs.values())
+    with pytest.raises(ValueError, match="--amg points_per_side: accepted: --points-per-side N"):
+        bench_options.options_from_args(_parse(["--amg", "points_per_side=8"]))
+    with pytest.raises(ValueError, match="'maybe' is not a bool"):
+        bench_options.options_from_args(_parse(["--amg", "skip_covered_points=maybe"]))

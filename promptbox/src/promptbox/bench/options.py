@@ -37,6 +37,7 @@ class BenchOptions:
     encoder_backend: str = "torch"
     matching: tuple[str, ...] = ()  # LocatorConfig.matching values to run promptbox's modes with; (): the default
     decoder_prompts: int = 16  # prompts for the per-prompt decoder comparison; 0 skips it
+    amg: tuple[tuple[str, object], ...] = ()  # other AmgSettings fields for promptbox's modes, e.g. full grid
 
     def __post_init__(self) -> None:
         _at_least("--scenes", self.scenes, 1)
@@ -101,6 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--encoder-backend", choices=ENCODER_BACKENDS, default="torch",
                         help="MobileSAM image encoder for promptbox's modes (the seed always runs torch)")
     models.add_argument("--points-per-side", type=int, default=16, help="AMG grid (default 16, the seed's)")
+    models.add_argument("--amg", action="append", default=[], metavar="NAME=VALUE",
+                        help="another AMG setting for promptbox's modes, e.g. --amg skip_covered_points=false "
+                             "(every grid point, as upstream); repeatable")
     models.add_argument("--thresholds", choices=THRESHOLDS, default="auto",
                         help="AMG IoU/stability thresholds: seed (0.8/0.85), zero (keep every mask), auto: zero iff "
                              "weights are random")
@@ -129,7 +133,18 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         encoder_backend=args.encoder_backend,
         matching=parse_matching(args.matching),
         decoder_prompts=args.decoder_prompts,
+        amg=parse_amg(args.amg),
     )
+
+
+def parse_amg(pairs: list[str]) -> tuple[tuple[str, object], ...]:
+    """--amg NAME=VALUE pairs, checked and typed as `promptbox locate --amg` does; the grid has its own option."""
+    from promptbox.cli import _amg_overrides
+
+    overrides = _amg_overrides(pairs)
+    if "amg_points_per_side" in overrides:
+        raise ValueError("--amg points_per_side: accepted: --points-per-side N, which the seed uses too")
+    return tuple((name.removeprefix("amg_"), value) for name, value in overrides.items())
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

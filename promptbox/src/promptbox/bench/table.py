@@ -43,16 +43,27 @@ def format_table(result: dict) -> str:
             + f"{'-' if speedup is None else f'{speedup:.1f}x':>10}"
             + f"{'-' if box is None else f'{box:.2f}':>9}{'-' if matched is None else f'{matched:.0%}':>11}"
         )
+        prepared = mode.get("prepared_total")
+        if prepared:
+            lines.append(f"{'    same runs, frame prepared':<40}{prepared['n']:>5}{prepared['p50'] / 1000:>8.3f}"
+                         f"{prepared['p95'] / 1000:>8.3f}")
     lines += [
         "",
         "p50/p95 over every timed run (frames x runs); stage columns are p50 seconds. (d) leaves out the frame's "
-        "preparation, as the node embeds frames before goals arrive.",
+        "preparation, as the node embeds frames before goals arrive; \"frame prepared\" under (b) is (b)'s runs "
+        "less their embedding stage.",
         "masks: proposals after NMS per frame, as matching met them. RSS: the peak of the mode's own process (pid), "
         "models included.",
         "x faster: the seed's total / the mode's, p50 on the seed's frames, this run. box IoU: the chosen box against "
         f"the seed's (xyxy source-pixel edges); seed masks: share of the seed's masks matched at IoU >= "
         f"{_match_iou(result)}.",
     ]
+    for mode in result["modes"].values():
+        decoded = [f.get("prompts_decoded") for f in mode["frames"]]
+        if mode["mode"] == "exact" and None not in decoded:
+            skipping = "coarse to fine, covered points skipped" if amg.get("skip_covered_points") else "every point"
+            lines.append(f"{mode['label']}: point prompts decoded per frame {decoded} of "
+                         f"{amg['points_per_side'] ** 2} ({skipping}).")
     if cfg["random_weights"]:
         lines.append("[RANDOM WEIGHTS]: these figures are the compute-only worst case, not a workload.")
     lines.append("frames: " + "; ".join(f"{f['label']} \"{f['command']}\"" for f in cfg["workload"]["frames"]))

@@ -46,7 +46,7 @@ def run_job(job: dict) -> dict:
         allow_random_weights=settings["random_weights"],
         threads=settings["threads"],
         encoder_backend="torch" if mode == "seed" else settings["encoder_backend"],
-        amg=AmgSettings(points_per_side=settings["points_per_side"]),
+        amg=AmgSettings(points_per_side=settings["points_per_side"], **settings.get("amg", {})),
     ).with_overrides(**overrides)
     locator = Locator(config)
     thresholds = job["thresholds"]
@@ -81,6 +81,7 @@ def run_job(job: dict) -> dict:
             "command": frame["command"],
             "phrase": phrase,
             "mask_count": len(run.proposals),
+            "prompts_decoded": getattr(run.proposals, "prompts_decoded", None),
             "box_xyxy": None if run.box_xyxy is None else [round(v, 2) for v in run.box_xyxy],
             "found": run.found,
         })
