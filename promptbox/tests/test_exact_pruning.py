@@ -83,3 +83,12 @@ def test_on_a_world_frame_fewer_prompts_find_the_same_objects(world_sam):
     found_pruned = [best_iou(pruned, o.mask) >= 0.7 for o in scene.objects]
     assert sum(found_full) >= 3  # the case under test: objects the full grid does find
     assert all(p for f, p in zip(found_full, found_pruned, strict=True) if f), (found_full, found_pruned)
+
+
+def test_points_near_a_segments_edge_are_still_decoded():
+    square = np.zeros((40, 40), bool)
+    square[5:35, 5:35] = True
+    covered = np.zeros((40, 40), bool)
+    _cover_finest(covered, _decoded([square], [0], [0]), 0, margin=5)
+    assert covered[10:30, 10:30].all()  # the inside
+    assert not covered[5:10, 5:35].any() and not covered[30:35, 5:35].any()  # the band along the edge

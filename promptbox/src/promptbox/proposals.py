@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -252,6 +253,9 @@ class MaskProposer:
         covered = np.zeros((height, width), bool)
         out = _Decoded()
         shared = None
+        # Points this close to a segment's edge are still decoded: there SAM's answer can flip to the neighbour
+        # across the edge. Half the grid spacing: a point inside by at least that is no boundary point of the grid.
+        margin = int(0.5 * min(height, width) / side)
         cols = np.clip(points[:, 0].astype(np.int64), 0, width - 1)
         rows = np.clip(points[:, 1].astype(np.int64), 0, height - 1)
         for stage in coarse_to_fine(side):
@@ -269,7 +273,7 @@ class MaskProposer:
                 already = len(out.packed)
                 ids = np.array(batch)
                 shared = self._decode(frame, points[ids], rule, True, timings, out=out, point_ids=ids, shared=shared)
-                _cover_finest(covered, out, already)
+                _cover_finest(covered, out, already, margin)
         return out
 
     def propose_upstream(self, image_rgb: np.ndarray) -> Proposals:
@@ -721,18 +725,23 @@ def coarse_to_fine(side: int) -> list[np.ndarray]:
     return [np.flatnonzero(stage == r) for r in range(rank) if (stage == r).any()]
 
 
-def _cover_finest(covered: np.ndarray, out: _Decoded, since: int) -> None:
+def _cover_finest(covered: np.ndarray, out: _Decoded, since: int, margin: int = 0) -> None:
     """Mark in `covered` the finest segment of each newly decoded prompt: the mask of its first mask token (the
     finest of SAM's three levels), when that passed the filters. Its other points would mostly repeat it. A prompt
     whose finest level failed covers nothing: its coarser levels may join neighbouring objects (two touching boxes
-    as one), and their points must still be decoded to be found apart."""
+    as one), and their points must still be decoded to be found apart. Only the segment's inside, `margin` pixels
+    from its edge, is covered."""
     if len(out.packed) == since:
         return
     packed = np.concatenate(out.packed[since:])
     finest = np.flatnonzero(np.concatenate(out.levels[since:]) == 0)
     if len(finest):
         height, width = covered.shape
-        covered |= _unpack(packed[finest], height, width).any(axis=0)
+        segments = _unpack(packed[finest], height, width).any(axis=0)
+        if margin > 0:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+            segments = cv2.erode(segments.view(np.uint8), kernel, borderType=cv2.BORDER_REPLICATE).view(bool)
+        covered |= segments
 
 
 # --------------------------------------------------------------------------------------------------- fast mode
