@@ -104,15 +104,30 @@ class WorldMaskProposer(MaskProposer):
         self._frames[frame.features] = key
         return frame
 
-    def _decode(self, frame: FrameEmbedding, points: np.ndarray, rule: _Filter, multimask: bool,
-                timings: dict[str, float]) -> _Decoded:
-        levels = self._levels[self._frames[frame.features]]
-        chosen: list[int] = []
-        for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2):
-            at = levels.at(x, y)
-            chosen.extend(at if multimask else at[1:2])
+    def _decode_coarse_to_fine(self, frame: FrameEmbedding, points: np.ndarray, side: int, rule: _Filter,
+                               timings: dict[str, float]) -> _Decoded:
+        # The oracle decodes for free: every grid point, so its mask set measures matching and selection alone.
         out = _Decoded()
+        self._decode(frame, points, rule, True, timings, out=out)
+        return out
+
+    def _decode(self, frame: FrameEmbedding, points: np.ndarray, rule: _Filter, multimask: bool,
+                timings: dict[str, float], *, out: _Decoded | None = None, point_ids: np.ndarray | None = None,
+                shared: object = None) -> object:
+        """MaskProposer._decode's contract: add each point's masks (part, object, group) to `out`."""
+        levels = self._levels[self._frames[frame.features]]
+        out = _Decoded() if out is None else out
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        ids = np.arange(len(points)) if point_ids is None else np.asarray(point_ids)
+        chosen: list[int] = []
+        prompts: list[int] = []
+        for (x, y), prompt in zip(points, ids, strict=True):
+            at = levels.at(x, y)
+            at = at if multimask else at[1:2]
+            chosen.extend(at)
+            prompts.extend([int(prompt)] * len(at))
         timings["decoder"] = timings["upscale"] = 0.0
+        out.prompts_decoded += len(points)
         if chosen:
             masks = torch.from_numpy(np.stack([levels.masks[i] for i in chosen]))
             ones = torch.ones(len(chosen))
@@ -120,4 +135,6 @@ class WorldMaskProposer(MaskProposer):
             out.iou.append(ones)
             out.stability.append(ones.clone())
             out.packed.append(np.packbits(masks.flatten(1).numpy(), axis=1))
-        return out
+            out.prompts.append(np.array(prompts))
+            out.levels.append(np.array([i % 3 for i in range(len(chosen))]) if multimask else np.zeros(len(chosen)))
+        return shared
