@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from promptbox import onnx_runtime, weights
-from promptbox.config import AmgSettings
+from promptbox.config import AmgSettings, LocatorConfig
 from promptbox.matching import Matcher
 from promptbox.proposals import MaskProposer, _low_res_masks, _two_way_transformer
 from promptbox.world import generate_scene
@@ -161,6 +161,47 @@ def test_exports_are_cached_by_weights(world_sam, world_clip, cache, frames, pro
     assert other.path != decoder.path
 
 
-def test_bad_backend_is_refused_naming_it(world_clip):
-    with pytest.raises(ValueError, match=r"backend='tensorrt'.*accepted: torch, onnx"):
-        Matcher(*world_clip, "cpu", backend="tensorrt")
+def test_int8_backend_runs_quantised_decoder_and_towers_close_to_float(world_clip, proposers, frames, scene, cache):
+    model, tokenizer = world_clip
+    phrases = ["mug", "red mug", "the small blue screwdriver handle"]
+    float_matcher = Matcher(model, tokenizer, "cpu", backend="onnx", onnx_cache_dir=cache)
+    int8_matcher = Matcher(model, tokenizer, "cpu", backend="onnx-int8", onnx_cache_dir=cache)
+    expected, got = float_matcher.encode_texts(phrases), int8_matcher.encode_texts(phrases)
+    assert (expected * got).sum(-1).min() > 0.995
+    assert not torch.allclose(expected, got, atol=1e-6)  # the quantised graph really ran
+    boxes = np.array([o.box_xyxy for o in scene.objects], np.float64)
+    masks = np.stack([o.mask for o in scene.objects])
+    expected = float_matcher.encode_regions(scene.image, boxes, masks)
+    got = int8_matcher.encode_regions(scene.image, boxes, masks)
+    assert (expected * got).sum(-1).min() > 0.995
+    for graph in int8_matcher._onnx_graphs():
+        assert graph.run_path.name.endswith("_int8.onnx") and graph.run_path.exists()
+
+    int8_proposer = MaskProposer(proposers[0].sam, AmgSettings(), "cpu", "onnx-int8", onnx_cache_dir=cache)
+    points = _object_points(scene)
+    float_props, int8_props = (p.propose_points(frames[1], points) for p in (proposers[1], int8_proposer))
+    decoder = int8_proposer._onnx["decoder"]
+    assert decoder.run_path.stat().st_size < 0.5 * decoder.path.stat().st_size  # int8 weights
+    assert len(int8_props) == len(float_props)
+    np.testing.assert_allclose(int8_props.predicted_iou, float_props.predicted_iou, atol=0.03)
+    for ours, theirs in zip(int8_props.masks, float_props.masks, strict=True):
+        assert (ours & theirs).sum() >= 0.95 * (ours | theirs).sum()
+
+
+def test_int8_vectors_are_stored_apart_from_float_ones(world_clip, cache, tmp_path):
+    model, tokenizer = world_clip
+    names = ["mug", "spoon"]
+    Matcher(model, tokenizer, "cpu", backend="onnx-int8", onnx_cache_dir=cache).encode_texts_stored(names, tmp_path)
+    Matcher(model, tokenizer, "cpu").encode_texts_stored(names, tmp_path)
+    assert len(list(tmp_path.glob("text-embeddings-*.pt"))) == 2
+
+
+@pytest.mark.parametrize("value", ["tensorrt", "int8", "ONNX"])
+def test_bad_backend_is_refused_naming_field_value_and_choices(world_clip, world_sam, value):
+    accepted = r"accepted: torch, onnx, onnx-int8"
+    with pytest.raises(ValueError, match=rf"backend={value!r}.*{accepted}"):
+        Matcher(*world_clip, "cpu", backend=value)
+    with pytest.raises(ValueError, match=rf"encoder_backend={value!r}.*{accepted}"):
+        MaskProposer(world_sam, AmgSettings(), "cpu", value)
+    with pytest.raises(ValueError, match=rf"encoder_backend={value!r}.*{accepted}"):
+        LocatorConfig(encoder_backend=value)

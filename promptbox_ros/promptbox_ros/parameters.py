@@ -34,7 +34,7 @@ PARAMETERS: dict[str, Spec] = {
     "sam_checkpoint": Spec("", "path to mobile_sam.pt; empty: $PROMPTBOX_WEIGHTS_DIR, then the Hugging Face cache"),
     "clip_model": Spec(_CORE.clip_model, "CLIP model: tinyclip-61m, tinyclip-8m, clip-b32, a Hugging Face id or a dir"),
     "device": Spec(_CORE.device, "torch device: cpu, cuda or cuda:N"),
-    "encoder_backend": Spec(_CORE.encoder_backend, "MobileSAM image encoder: torch or onnx", choices=("torch", "onnx")),
+    "encoder_backend": Spec(_CORE.encoder_backend, "torch or onnx (ONNX Runtime): MobileSAM encoder and decoder, CLIP text and image towers", choices=("torch", "onnx")),
     "threads": Spec(0, "torch intra-op threads; 0: torch's default", 0, 1024),
     "allow_random_weights": Spec(False, "run on random-init models when checkpoints are missing (plumbing tests only)"),
     "mode": Spec(_CORE.mode, "exact: the AMG mask set with less work; fast: text-guided point prompts; upstream",

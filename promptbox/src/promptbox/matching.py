@@ -125,6 +125,8 @@ class Matcher:
                 digest.update(name.encode())
                 digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         digest.update("\n".join([*self.templates, "", *phrases]).encode())
+        if self.backend == "onnx-int8":  # quantised vectors differ from the float ones: never mix them
+            digest.update(b"int8")
         key = digest.hexdigest()
         if key in _STORED:  # another Locator of this process already has them
             return _STORED[key].to(self.device)
@@ -229,7 +231,8 @@ class Matcher:
 
     def _onnx_graphs(self) -> tuple[onnx_runtime.OnnxGraph, onnx_runtime.OnnxGraph]:
         if self._onnx is None:
-            self._onnx = onnx_runtime.clip_graphs(self.model, self._onnx_cache_dir, str(self.device))
+            self._onnx = onnx_runtime.clip_graphs(self.model, self._onnx_cache_dir, str(self.device),
+                                                  int8=self.backend == "onnx-int8")
         return self._onnx
 
     # --- similarity map -----------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -58,8 +60,11 @@ class OnnxGraph:
         *,
         device: str = "cpu",
         what: str = "a graph",
+        int8: bool = False,
     ) -> None:
-        self.path = path
+        self.path = path  # the float32 export
+        # What the session runs: the export, or its int8 dynamic quantisation (made from the export, cached beside).
+        self.run_path = path.with_name(f"{path.stem}_int8.onnx") if int8 else path
         self._build = build
         self._example = example
         self._input_names = input_names
@@ -79,15 +84,18 @@ class OnnxGraph:
         """The ORT session, exporting the graph first if no export is cached."""
         import onnxruntime
 
-        if not self.path.exists():
-            export(self._build(), self._example, self.path, self._input_names, self._output_names,
-                   self._dynamic_axes, what=self._what)
+        if not self.run_path.exists():
+            if not self.path.exists():
+                export(self._build(), self._example, self.path, self._input_names, self._output_names,
+                       self._dynamic_axes, what=self._what)
+            if self.run_path != self.path:
+                quantize_int8(self.path, self.run_path)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         providers = ["CPUExecutionProvider"]
         if self._device.startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
-        self._session = onnxruntime.InferenceSession(str(self.path), options, providers=providers)
+        self._session = onnxruntime.InferenceSession(str(self.run_path), options, providers=providers)
         return self._session
 
 
@@ -114,13 +122,33 @@ def export(
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.partial")
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # The tracer warns about every shape-dependent branch; tests/test_onnx.py checks the graphs at batch
+            # sizes and text lengths other than the example's.
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 module, example, str(partial), dynamo=False, opset_version=17,
                 input_names=input_names, output_names=output_names, dynamic_axes=dynamic_axes,
             )
         partial.replace(path)
     finally:
+        partial.unlink(missing_ok=True)
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """int8 dynamic quantisation of `source`'s MatMuls (weights int8, activations quantised per call), atomically.
+    Only MatMul: ConvInteger is slow on CPU, and the decoder's upscaling is ConvTranspose, which has no int8 kernel."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    partial = target.with_suffix(f".{os.getpid()}.partial")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs a pre-processing hint on the root logger at every call
+    try:
+        quantize_dynamic(source, partial, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+        partial.replace(target)
+    finally:
+        root.setLevel(level)
         partial.unlink(missing_ok=True)
 
 
@@ -175,9 +203,10 @@ class LowResMasks(torch.nn.Module):
         return proposals._low_res_masks(self.mask_decoder, hs, keys, slice(None))
 
 
-def decoder_graphs(sam, shared, tokens: torch.Tensor, cache_dir: Path, device: str = "cpu"
+def decoder_graphs(sam, shared, tokens: torch.Tensor, cache_dir: Path, device: str = "cpu", *, int8: bool = False
                    ) -> tuple[OnnxGraph, OnnxGraph]:
-    """(prompt decoder, low-res masks) graphs of `sam`; `shared` and `tokens` are example inputs (any frame)."""
+    """(prompt decoder, low-res masks) graphs of `sam`; `shared` and `tokens` are example inputs (any frame).
+    `int8`: run their int8 dynamic quantisations."""
     from promptbox import proposals
 
     code = _source_digest(proposals._two_way_transformer, proposals._token_to_shared_image,
@@ -193,7 +222,7 @@ def decoder_graphs(sam, shared, tokens: torch.Tensor, cache_dir: Path, device: s
         cache_dir / f"mobilesam_vit_t_prompt_decoder_{key}.onnx", lambda: PromptDecoder(sam).eval(),
         (*shared_inputs, example), [*shared_names, "tokens"], ["hs", "keys", "iou"],
         {"tokens": {0: "batch"}, "hs": {0: "batch"}, "keys": {0: "batch"}, "iou": {0: "batch"}},
-        device=device, what="the mask decoder",
+        device=device, what="the mask decoder", int8=int8,
     )
     with torch.no_grad():
         hs, keys = proposals._two_way_transformer(sam, shared, example)
@@ -201,7 +230,7 @@ def decoder_graphs(sam, shared, tokens: torch.Tensor, cache_dir: Path, device: s
         cache_dir / f"mobilesam_vit_t_low_res_masks_{key}.onnx", lambda: LowResMasks(sam).eval(),
         (hs, keys), ["hs", "keys"], ["low_res"],
         {"hs": {0: "batch"}, "keys": {0: "batch"}, "low_res": {0: "batch"}},
-        device=device, what="the mask decoder's upscaling",
+        device=device, what="the mask decoder's upscaling", int8=int8,
     )
     return decoder, low_res
 
@@ -233,8 +262,8 @@ class ImageTower(torch.nn.Module):
         return _features(self.model.get_image_features(pixel_values=pixel_values))
 
 
-def clip_graphs(model, cache_dir: Path, device: str = "cpu") -> tuple[OnnxGraph, OnnxGraph]:
-    """(text tower, image tower) graphs of a transformers CLIPModel."""
+def clip_graphs(model, cache_dir: Path, device: str = "cpu", *, int8: bool = False) -> tuple[OnnxGraph, OnnxGraph]:
+    """(text tower, image tower) graphs of a transformers CLIPModel; `int8`: run their int8 dynamic quantisations."""
     import transformers
 
     versions = [transformers.__version__, *_source_digest()]
@@ -247,13 +276,13 @@ def clip_graphs(model, cache_dir: Path, device: str = "cpu") -> tuple[OnnxGraph,
         (ids, torch.ones_like(ids)), ["input_ids", "attention_mask"], ["features"],
         {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},
          "features": {0: "batch"}},
-        device=device, what="CLIP's text tower",
+        device=device, what="CLIP's text tower", int8=int8,
     )
     size = model.config.vision_config.image_size
     image = OnnxGraph(
         cache_dir / f"clip_image_{image_key}.onnx", lambda: ImageTower(model).eval(),
         (torch.zeros(2, 3, size, size),), ["pixel_values"], ["features"],
         {"pixel_values": {0: "batch"}, "features": {0: "batch"}},
-        device=device, what="CLIP's image tower",
+        device=device, what="CLIP's image tower", int8=int8,
     )
     return text, image

@@ -136,7 +136,9 @@ class MaskProposer:
         keep_nested_wholes: bool = True,
     ) -> None:
         if encoder_backend not in ENCODER_BACKENDS:
-            raise ValueError(f"encoder_backend={encoder_backend!r} is not supported; accepted: {ENCODER_BACKENDS}")
+            raise ValueError(
+                f"encoder_backend={encoder_backend!r} is not supported; accepted: {', '.join(ENCODER_BACKENDS)}"
+            )
         self.sam = sam.to(device).eval()
         self.settings = settings or AmgSettings()  # may be replaced between calls (the bench does)
         self.device = device
@@ -219,7 +221,7 @@ class MaskProposer:
     def _decoder_graphs(self, shared: _SharedImageSide, tokens: torch.Tensor):
         if "decoder" not in self._onnx:
             self._onnx["decoder"], self._onnx["low_res"] = onnx_runtime.decoder_graphs(
-                self.sam, shared, tokens, self._onnx_cache_dir, self.device
+                self.sam, shared, tokens, self._onnx_cache_dir, self.device, int8=self.encoder_backend == "onnx-int8"
             )
         return self._onnx["decoder"], self._onnx["low_res"]
 
