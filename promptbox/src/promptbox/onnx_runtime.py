@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 # Graph files are keyed by the weights and by the code that builds the graph, so editing the decoder's arithmetic
-# (proposals.py) or these wrappers never runs a stale export.
-_THIS_FILE = Path(__file__)
+# (proposals.py) or these wrappers never runs a stale export. Read at import: the code this process runs.
+_THIS_SOURCE = Path(__file__).read_text()
 
 
 def default_cache_dir() -> Path:
@@ -158,7 +158,7 @@ def _numpy(x: torch.Tensor) -> np.ndarray:
 
 def _source_digest(*objects) -> list[str]:
     """The source of the graph-building code (this file and the functions given), for the cache key."""
-    return [_THIS_FILE.read_text(), *(inspect.getsource(o) for o in objects)]
+    return [_THIS_SOURCE, *(inspect.getsource(o) for o in objects)]
 
 
 # ----------------------------------------------------------------------------------------------------- MobileSAM
@@ -217,7 +217,8 @@ def decoder_graphs(sam, shared, tokens: torch.Tensor, cache_dir: Path, device: s
     shared_names = ["src", "pe", "keys_t2i", "values_t2i", "queries_i2t"]
     shared_inputs = (shared.src, shared.pe, shared.keys_token_to_image, shared.values_token_to_image,
                      shared.queries_image_to_token)
-    example = tokens[:2]  # two prompts: a batch of one would let the tracer fold the batch size into constants
+    # Two prompts whatever the caller has (warm-up decodes one): a batch of one lets the tracer fold sizes away.
+    example = tokens[:1].repeat(2, 1, 1)
     decoder = OnnxGraph(
         cache_dir / f"mobilesam_vit_t_prompt_decoder_{key}.onnx", lambda: PromptDecoder(sam).eval(),
         (*shared_inputs, example), [*shared_names, "tokens"], ["hs", "keys", "iou"],
