@@ -62,7 +62,8 @@ class Matcher:
         onnx_cache_dir: str | Path | None = None,
     ) -> None:
         """`backend`: "torch", or "onnx" to run the text tower and the crops' image tower in ONNX Runtime (the
-        patch-token pass stays torch); exports are cached in `onnx_cache_dir` (default: onnx_runtime's)."""
+        patch-token pass stays torch), "onnx-int8" for their int8 quantisations; exports are cached in
+        `onnx_cache_dir` (default: onnx_runtime's)."""
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
         if backend not in ENCODER_BACKENDS:
