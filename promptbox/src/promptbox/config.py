@@ -7,7 +7,9 @@ from typing import Any
 
 MODES = ("exact", "fast", "upstream")
 DEVICES = ("cpu", "cuda")
-ENCODER_BACKENDS = ("torch", "onnx")
+# onnx: MobileSAM's encoder and mask decoder and CLIP's text and image towers in ONNX Runtime; onnx-int8: the same
+# with the decoder and CLIP towers int8-quantised (onnx_runtime.py).
+ENCODER_BACKENDS = ("torch", "onnx", "onnx-int8")
 MATCHING = ("shortlist", "crops")
 
 
@@ -48,6 +50,8 @@ class LocatorConfig:
     # them, and only the `shortlist_size` best per phrase (and the regions containing those) get crops.
     matching: str = "shortlist"
     shortlist_size: int = 8
+    # torch, or ONNX Runtime ("onnx") for MobileSAM's encoder and mask decoder and CLIP's text and image towers (the
+    # CLIP patch-token pass stays torch); the name predates the decoder and CLIP towers joining it.
     encoder_backend: str = "torch"
     allow_random_weights: bool = False
     threads: int | None = None  # torch intra-op threads; None: torch's default

@@ -64,7 +64,7 @@ class Locator:
         self.random_weights = sam_random or clip_random
         # Leads every answer made with anything but released weights: "[RANDOM WEIGHTS]", "[SYNTHETIC-WORLD ...]".
         self.weights_tag = " ".join(t for t in (provenance.tag(kinds), getattr(proposer, "tag", "")) if t)
-        self.matcher = Matcher(clip, tokenizer, self.config.device)
+        self.matcher = Matcher(clip, tokenizer, self.config.device, backend=self.config.encoder_backend)
         self._background = self.matcher.encode_texts(BACKGROUND_PHRASES)
         # Competing object names, encoded once per model and kept on disk beside the weights cache.
         self._names = vocabulary.OBJECT_NAMES

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from transformers import CLIPModel
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
+from promptbox import onnx_runtime
+from promptbox.config import ENCODER_BACKENDS
 from promptbox.image import check_image
 
 # Prompt ensemble (from CLIP's ImageNet templates, the ones that suit single objects on a table): averaging
@@ -56,9 +58,16 @@ class Matcher:
         map_long_side: int = 384,
         templates: Sequence[str] = PROMPT_TEMPLATES,
         max_cached_phrases: int = 4096,
+        backend: str = "torch",
+        onnx_cache_dir: str | Path | None = None,
     ) -> None:
+        """`backend`: "torch", or "onnx" to run the text tower and the crops' image tower in ONNX Runtime (the
+        patch-token pass stays torch), "onnx-int8" for their int8 quantisations; exports are cached in
+        `onnx_cache_dir` (default: onnx_runtime's)."""
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
+        if backend not in ENCODER_BACKENDS:
+            raise ValueError(f"backend={backend!r} is not supported; accepted: {', '.join(ENCODER_BACKENDS)}")
         self.model = model
         self.tokenizer = tokenizer
         self.device = torch.device(device)
@@ -75,6 +84,9 @@ class Matcher:
         self._std = torch.tensor(OPENAI_CLIP_STD, device=self.device).view(3, 1, 1)
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._max_cached = max_cached_phrases
+        self.backend = backend
+        self._onnx_cache_dir = Path(onnx_cache_dir) if onnx_cache_dir else onnx_runtime.default_cache_dir()
+        self._onnx: tuple[onnx_runtime.OnnxGraph, onnx_runtime.OnnxGraph] | None = None  # (text, image) towers
 
     @property
     def logit_scale(self) -> float:
@@ -114,6 +126,8 @@ class Matcher:
                 digest.update(name.encode())
                 digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         digest.update("\n".join([*self.templates, "", *phrases]).encode())
+        if self.backend == "onnx-int8":  # quantised vectors differ from the float ones: never mix them
+            digest.update(b"int8")
         key = digest.hexdigest()
         if key in _STORED:  # another Locator of this process already has them
             return _STORED[key].to(self.device)
@@ -143,7 +157,11 @@ class Matcher:
             prompts, padding=True, truncation=True, max_length=self._max_text_tokens, return_tensors="pt"
         ).to(self.device)
         with torch.inference_mode():
-            features = _features(self.model.get_text_features(**tokens))
+            if self.backend == "torch":
+                features = _features(self.model.get_text_features(**tokens))
+            else:
+                (features,) = self._onnx_graphs()[0].run(tokens["input_ids"], tokens["attention_mask"])
+                features = features.to(self.device)
         per_prompt = F.normalize(features.float(), dim=-1).view(len(phrases), len(self.templates), -1)
         return F.normalize(per_prompt.mean(dim=1), dim=-1)
 
@@ -205,8 +223,18 @@ class Matcher:
         return F.interpolate(canvas[None], size=target, mode="bilinear", antialias=True, align_corners=False)[0]
 
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        features = _features(self.model.get_image_features(pixel_values=pixels))
+        if self.backend == "torch":
+            features = _features(self.model.get_image_features(pixel_values=pixels))
+        else:
+            (features,) = self._onnx_graphs()[1].run(pixels)
+            features = features.to(self.device)
         return F.normalize(features.float(), dim=-1)
+
+    def _onnx_graphs(self) -> tuple[onnx_runtime.OnnxGraph, onnx_runtime.OnnxGraph]:
+        if self._onnx is None:
+            self._onnx = onnx_runtime.clip_graphs(self.model, self._onnx_cache_dir, str(self.device),
+                                                  int8=self.backend == "onnx-int8")
+        return self._onnx
 
     # --- similarity map -----------------------------------------------------------------------------------------
 
@@ -222,6 +250,7 @@ class Matcher:
         scale = self.map_long_side / max(height, width)
         grid_h = max(1, round(height * scale / self.patch_size))
         grid_w = max(1, round(width * scale / self.patch_size))
+        # Torch with either backend: one pass a frame, at a grid that follows the frame's aspect.
         vision = self.model.vision_model
         with torch.inference_mode():
             frame = self._normalised(image)[None]

@@ -9,9 +9,7 @@ arithmetic around them changes, so the masks are upstream's up to float rounding
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from mobile_sam.utils.amg import (
 from mobile_sam.utils.transforms import ResizeLongestSide
 from torchvision.ops.boxes import batched_nms
 
+from promptbox import onnx_runtime
 from promptbox.config import ENCODER_BACKENDS, AmgSettings
 
 # Stability is first computed on the low-res logits, as a cheap pre-check: a mask this far below the threshold there
@@ -143,7 +142,9 @@ class MaskProposer:
         keep_nested_wholes: bool = True,
     ) -> None:
         if encoder_backend not in ENCODER_BACKENDS:
-            raise ValueError(f"encoder_backend={encoder_backend!r} is not supported; accepted: {ENCODER_BACKENDS}")
+            raise ValueError(
+                f"encoder_backend={encoder_backend!r} is not supported; accepted: {', '.join(ENCODER_BACKENDS)}"
+            )
         self.sam = sam.to(device).eval()
         self.settings = settings or AmgSettings()  # may be replaced between calls (the bench does)
         self.device = device
@@ -156,8 +157,8 @@ class MaskProposer:
         # are restored (upstream AMG does not do this; False gives upstream's exact list).
         self.keep_nested_wholes = keep_nested_wholes
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
-        self._onnx_cache_dir = Path(onnx_cache_dir) if onnx_cache_dir else _default_cache_dir()
-        self._onnx_session = None
+        self._onnx_cache_dir = Path(onnx_cache_dir) if onnx_cache_dir else onnx_runtime.default_cache_dir()
+        self._onnx: dict[str, onnx_runtime.OnnxGraph] = {}  # graph name -> graph, built on first use
         self._resize_matrices: dict[tuple, tuple[int, int, torch.Tensor, torch.Tensor]] = {}
         # Called before each decode batch; it may raise to stop the call (a cancelled ROS goal stops within a batch).
         self.on_batch: Callable[[], None] | None = None
@@ -194,32 +195,41 @@ class MaskProposer:
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
         if self.encoder_backend == "torch":
             return self.sam.image_encoder(pixels)
-        session = self._onnx_session or self._load_onnx_session()
-        (features,) = session.run(None, {"image": pixels.float().cpu().numpy()})
-        return torch.from_numpy(features).to(self.device)
+        if "encoder" not in self._onnx:
+            self._onnx["encoder"] = onnx_runtime.encoder_graph(self.sam, self._onnx_cache_dir, self.device)
+        (features,) = self._onnx["encoder"].run(pixels.float())
+        return features.to(self.device)
 
     def onnx_encoder_path(self) -> Path:
         """Where the ONNX export of this model's image encoder is cached: keyed by the weights, not the file."""
-        digest = hashlib.blake2b(digest_size=12)
-        for name, tensor in sorted(self.sam.image_encoder.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        digest.update(torch.__version__.encode())
-        return self._onnx_cache_dir / f"mobilesam_vit_t_encoder_{digest.hexdigest()}.onnx"
+        return onnx_runtime.encoder_graph(self.sam, self._onnx_cache_dir).path
 
-    def _load_onnx_session(self):
-        import onnxruntime
+    def _transformer_and_iou(
+        self, shared: _SharedImageSide, tokens: torch.Tensor, mask_slice: slice
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(hs, keys, iou of the selected mask tokens) of a batch of prompts, in torch or ONNX Runtime."""
+        if self.encoder_backend == "torch":
+            hs, keys = _two_way_transformer(self.sam, shared, tokens)
+            return hs, keys, self.sam.mask_decoder.iou_prediction_head(hs[:, 0, :])[:, mask_slice]
+        hs, keys, iou = self._decoder_graphs(shared, tokens)[0].run(
+            shared.src, shared.pe, shared.keys_token_to_image, shared.values_token_to_image,
+            shared.queries_image_to_token, tokens,
+        )
+        return hs.to(self.device), keys.to(self.device), iou[:, mask_slice].to(self.device)
 
-        path = self.onnx_encoder_path()
-        if not path.exists():
-            _export_encoder_onnx(self.sam, path)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        providers = ["CPUExecutionProvider"]
-        if self.device.startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        self._onnx_session = onnxruntime.InferenceSession(str(path), options, providers=providers)
-        return self._onnx_session
+    def _low_res(self, hs: torch.Tensor, keys: torch.Tensor, mask_slice: slice) -> torch.Tensor:
+        """(B, M, 256, 256) low-res mask logits of the selected mask tokens, in torch or ONNX Runtime."""
+        if self.encoder_backend == "torch":
+            return _low_res_masks(self.sam.mask_decoder, hs, keys, mask_slice)
+        (low_res,) = self._onnx["low_res"].run(hs, keys)  # _transformer_and_iou built it
+        return low_res[:, mask_slice].to(self.device)
+
+    def _decoder_graphs(self, shared: _SharedImageSide, tokens: torch.Tensor):
+        if "decoder" not in self._onnx:
+            self._onnx["decoder"], self._onnx["low_res"] = onnx_runtime.decoder_graphs(
+                self.sam, shared, tokens, self._onnx_cache_dir, self.device, int8=self.encoder_backend == "onnx-int8"
+            )
+        return self._onnx["decoder"], self._onnx["low_res"]
 
     # ------------------------------------------------------------------------------------------ exact (AMG)
     def propose(self, frame: FrameEmbedding) -> Proposals:
@@ -370,8 +380,7 @@ class MaskProposer:
                 started = time.perf_counter()
                 prompts = torch.as_tensor(coords[first : first + batch], dtype=torch.float32, device=self.device)
                 tokens = self._prompt_tokens(prompts)
-                hs, keys = _two_way_transformer(self.sam, shared, tokens)
-                iou = decoder.iou_prediction_head(hs[:, 0, :])[:, mask_slice]
+                hs, keys, iou = self._transformer_and_iou(shared, tokens, mask_slice)
                 keep = rule.keep_iou(iou)
                 _sync(self.device)
                 decoded_at = time.perf_counter()
@@ -379,7 +388,7 @@ class MaskProposer:
                 # Upscale only the prompts with a surviving mask, and only their surviving masks.
                 wanted = torch.nonzero(keep.any(dim=1)).flatten()
                 for chunk in wanted.split(batch) if len(wanted) else ():
-                    low_res = _low_res_masks(decoder, hs[chunk], keys[chunk], mask_slice)
+                    low_res = self._low_res(hs[chunk], keys[chunk], mask_slice)
                     chunk_keep = keep[chunk]
                     low_res, chunk_iou = low_res[chunk_keep], iou[chunk][chunk_keep]
                     where = torch.nonzero(chunk_keep.cpu())  # (kept, 2): prompt in the chunk, mask token
@@ -631,7 +640,7 @@ def _low_res_masks(decoder, hs: torch.Tensor, keys: torch.Tensor, mask_slice: sl
     side = int(math.isqrt(n))
     conv1, norm, act1, conv2, act2 = decoder.output_upscaling
     x = conv1(keys.transpose(1, 2).view(b, c, side, side)).permute(0, 2, 3, 1).contiguous()  # (B, 128, 128, 64)
-    x = F.layer_norm(x, (x.shape[-1],), norm.weight, norm.bias, norm.eps).permute(0, 3, 1, 2)
+    x = F.layer_norm(x, norm.weight.shape, norm.weight, norm.bias, norm.eps).permute(0, 3, 1, 2)
     x = torch.ops.aten.gelu_(x, approximate=act1.approximate)
     x = conv2(x).permute(0, 2, 3, 1)  # (B, 256, 256, 32), contiguous in this order
     x = torch.ops.aten.gelu_(x, approximate=act2.approximate)
@@ -782,36 +791,6 @@ def peak_points(heatmap: np.ndarray, original_size: tuple[int, int], k: int) -> 
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
-def _export_encoder_onnx(sam: Sam, path: Path) -> None:
-    """Export the image encoder once (TorchScript exporter; it needs the `onnx` package to write the file)."""
-    try:
-        import onnx  # noqa: F401
-    except ImportError as error:
-        raise RuntimeError(
-            f"encoder_backend='onnx' needs the image encoder exported to {path}, and exporting needs the `onnx` "
-            "package (pip install 'promptbox[onnx]'); or copy an export made elsewhere to that path, "
-            "or use encoder_backend='torch'"
-        ) from error
-    path.parent.mkdir(parents=True, exist_ok=True)
-    encoder = sam.image_encoder
-    size = encoder.img_size
-    example = torch.zeros(1, 3, size, size, device=next(encoder.parameters()).device)
-    partial = path.with_suffix(f".{os.getpid()}.partial")
-    with torch.no_grad():
-        torch.onnx.export(
-            encoder, (example,), str(partial), dynamo=False, opset_version=17,
-            input_names=["image"], output_names=["features"],
-        )
-    partial.replace(path)  # atomic: a concurrent reader never sees half a file
-
-
-def _default_cache_dir() -> Path:
-    base = os.environ.get("PROMPTBOX_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "promptbox"
-    )
-    return Path(base) / "onnx"
-
-
 def _check_rgb(image_rgb: np.ndarray) -> np.ndarray:
     if not isinstance(image_rgb, np.ndarray) or image_rgb.dtype != np.uint8:
         raise ValueError(f"image: expected a uint8 numpy array, got {getattr(image_rgb, 'dtype', type(image_rgb))}")

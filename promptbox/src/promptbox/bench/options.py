@@ -100,7 +100,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     models.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     models.add_argument("--encoder-backend", choices=ENCODER_BACKENDS, default="torch",
-                        help="MobileSAM image encoder for promptbox's modes (the seed always runs torch)")
+                        help="torch or ONNX Runtime for MobileSAM's encoder and mask decoder and CLIP's text and "
+                             "image towers, in promptbox's modes (the seed always runs torch); onnx-int8: decoder "
+                             "and CLIP towers int8-quantised")
     models.add_argument("--points-per-side", type=int, default=16, help="AMG grid (default 16, the seed's)")
     models.add_argument("--amg", action="append", default=[], metavar="NAME=VALUE",
                         help="another AMG setting for promptbox's modes, e.g. --amg skip_covered_points=false "
