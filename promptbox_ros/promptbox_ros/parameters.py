@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from promptbox.config import AmgSettings, LocatorConfig
+from promptbox.config import ENCODER_BACKENDS, AmgSettings, LocatorConfig
 from promptbox.depth import DepthSettings
 
 GOAL_POLICIES = ("queue", "preempt")
@@ -35,8 +35,8 @@ PARAMETERS: dict[str, Spec] = {
     "clip_model": Spec(_CORE.clip_model, "CLIP model: tinyclip-61m, tinyclip-8m, clip-b32, a Hugging Face id or a dir"),
     "device": Spec(_CORE.device, "torch device: cpu, cuda or cuda:N"),
     "encoder_backend": Spec(_CORE.encoder_backend,
-                            "torch or onnx (ONNX Runtime): MobileSAM encoder and decoder, CLIP text and image towers",
-                            choices=("torch", "onnx")),
+                            "torch, onnx (ONNX Runtime: MobileSAM encoder and decoder, CLIP text and image towers) "
+                            "or onnx-int8 (the same, matrix products quantised)", choices=ENCODER_BACKENDS),
     "threads": Spec(0, "torch intra-op threads; 0: torch's default", 0, 1024),
     "allow_random_weights": Spec(False, "run on random-init models when checkpoints are missing (plumbing tests only)"),
     "mode": Spec(_CORE.mode, "exact: the AMG mask set with less work; fast: text-guided point prompts; upstream",
