@@ -72,6 +72,8 @@ def test_not_found_exits_3_and_the_text_output_is_marked(offline, capsys):
          "'1' is not a bool; accepted: true, false"),
         (["locate", str(SAMPLE), "take the cup", "--shortlist-size", "0", "--random-weights"],
          "shortlist_size=0 must be at least 1"),
+        (["locate", str(SAMPLE), "take the cup", "--encoder-backend", "tpu", "--random-weights"],
+         "encoder_backend='tpu' is not supported; accepted: torch, onnx, onnx-int8"),
     ],
 )
 def test_input_errors_exit_2_with_a_message(offline, capsys, argv, message):
@@ -93,3 +95,10 @@ def test_amg_bool_settings_reach_the_config():
     assert _amg_overrides(["skip_covered_points=false"]) == {"amg_skip_covered_points": False}
     assert _amg_overrides(["skip_covered_points=True", "points_per_side=8"]) == {
         "amg_skip_covered_points": True, "amg_points_per_side": 8}
+
+
+def test_encoder_backend_reaches_the_eval_config():
+    from promptbox.evaluation.cli import _config, _eval_parser
+
+    args = _eval_parser().parse_args(["/data", "--encoder-backend", "onnx-int8"])
+    assert _config(args, "exact").encoder_backend == "onnx-int8"

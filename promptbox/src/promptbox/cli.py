@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     locate.add_argument("--mode", default="exact", choices=("exact", "fast", "upstream"), help="proposal mode")
     locate.add_argument("--min-score", type=float, default=None, help="calibrated score below which: not found")
     add_matching_arguments(locate)
+    add_backend_argument(locate)
     locate.add_argument(
         "--amg",
         action="append",
@@ -138,6 +139,7 @@ def _run_locate(args: argparse.Namespace) -> int:
             allow_random_weights=args.random_weights,
             matching=args.matching,
             shortlist_size=args.shortlist_size,
+            encoder_backend=args.encoder_backend,
         ).with_overrides(**overrides)
         if args.min_score is not None:
             config = config.with_overrides(min_score=args.min_score)
@@ -215,6 +217,13 @@ def add_matching_arguments(parser: argparse.ArgumentParser) -> None:
                         help="shortlist: pooled CLIP tokens rank the masks, the best get crops; crops: crop every mask")
     parser.add_argument("--shortlist-size", type=int, default=defaults.shortlist_size,
                         help=f"regions re-scored with crops per phrase (default {defaults.shortlist_size})")
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """--encoder-backend, for locate and eval; LocatorConfig checks the value and names what it accepts."""
+    parser.add_argument("--encoder-backend", default="torch",
+                        help="torch (default), onnx or onnx-int8: ONNX Runtime for MobileSAM's encoder and decoder "
+                             "and CLIP's towers")
 
 
 def _amg_overrides(pairs: list[str]) -> dict[str, float | int | bool]:
