@@ -350,15 +350,13 @@ class MaskProposer:
         multimask: bool,
         timings: dict[str, float],
         *,
-        out: _Decoded | None = None,
+        out: _Decoded,
         point_ids: np.ndarray | None = None,
         shared: _SharedImageSide | None = None,
     ) -> _SharedImageSide | None:
         """Decode point prompts (source px) in batches; add the full-size masks that pass `rule` to `out`, each with
         its point's id (`point_ids`, default 0..K-1). Returns the frame's shared image side, for the next call."""
         decoder = self.sam.mask_decoder
-        if out is None:
-            out = _Decoded()
         _add_time(timings, "decoder", 0.0)
         _add_time(timings, "upscale", 0.0)
         if len(points) == 0:

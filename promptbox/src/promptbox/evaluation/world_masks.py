@@ -112,20 +112,21 @@ class WorldMaskProposer(MaskProposer):
         return out
 
     def _decode(self, frame: FrameEmbedding, points: np.ndarray, rule: _Filter, multimask: bool,
-                timings: dict[str, float], *, out: _Decoded | None = None, point_ids: np.ndarray | None = None,
+                timings: dict[str, float], *, out: _Decoded, point_ids: np.ndarray | None = None,
                 shared: object = None) -> object:
         """MaskProposer._decode's contract: add each point's masks (part, object, group) to `out`."""
         levels = self._levels[self._frames[frame.features]]
-        out = _Decoded() if out is None else out
         points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         ids = np.arange(len(points)) if point_ids is None else np.asarray(point_ids)
         chosen: list[int] = []
         prompts: list[int] = []
+        tokens: list[int] = []  # each mask's level at its point: 0 the finest, as MaskProposer's mask tokens
         for (x, y), prompt in zip(points, ids, strict=True):
             at = levels.at(x, y)
             at = at if multimask else at[1:2]
             chosen.extend(at)
             prompts.extend([int(prompt)] * len(at))
+            tokens.extend(range(len(at)))
         timings["decoder"] = timings["upscale"] = 0.0
         out.prompts_decoded += len(points)
         if chosen:
@@ -136,5 +137,5 @@ class WorldMaskProposer(MaskProposer):
             out.stability.append(ones.clone())
             out.packed.append(np.packbits(masks.flatten(1).numpy(), axis=1))
             out.prompts.append(np.array(prompts))
-            out.levels.append(np.array([i % 3 for i in range(len(chosen))]) if multimask else np.zeros(len(chosen)))
+            out.levels.append(np.array(tokens))
         return shared
