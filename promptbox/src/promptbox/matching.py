@@ -3,7 +3,6 @@ text-similarity map of a whole frame for fast mode's prompt placement."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections import OrderedDict
@@ -120,15 +119,9 @@ class Matcher:
     def encode_texts_stored(self, phrases: Sequence[str], directory: Path) -> torch.Tensor:
         """encode_texts for a long fixed list (the vocabulary), kept on disk in `directory` keyed by the text
         model's weights, the templates and the phrases, so only the first start-up with a model pays for it."""
-        digest = hashlib.blake2b(digest_size=12)
-        for name, tensor in sorted(self.model.state_dict().items()):
-            if name.startswith(("text_model.", "text_projection.")):
-                digest.update(name.encode())
-                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        digest.update("\n".join([*self.templates, "", *phrases]).encode())
-        if self.backend == "onnx-int8":  # quantised vectors differ from the float ones: never mix them
-            digest.update(b"int8")
-        key = digest.hexdigest()
+        # Quantised vectors differ from the float ones: int8's are stored apart, never mixed.
+        extra = ["\n".join([*self.templates, "", *phrases]), *(["int8"] if self.backend == "onnx-int8" else [])]
+        key = onnx_runtime.weights_digest(self.model, ("text_model.", "text_projection."), extra)
         if key in _STORED:  # another Locator of this process already has them
             return _STORED[key].to(self.device)
         path = Path(directory) / f"text-embeddings-{key}.pt"
