@@ -94,3 +94,18 @@ def test_table_names_modes_weights_and_counts(tiny):
     random_report = json.loads(json.dumps(report))
     random_report["config"].update(random_weights=True, weights_label="[RANDOM WEIGHTS] compute-only worst case")
     assert "[RANDOM WEIGHTS]: these figures are the compute-only worst case" in bench.format_table(random_report)
+
+
+def test_exact_mode_reports_its_prepared_frame_and_the_prompts_it_decoded(tiny):
+    options, report = tiny
+    exact = report["modes"]["exact"]
+    total, embedding = exact["stages"]["total"], exact["stages"]["embedding"]
+    assert total["n"] == 1  # one frame, one run: the prepared figure is that run less its embedding stage
+    assert exact["prepared_total"]["p50"] == pytest.approx(total["p50"] - embedding["p50"], abs=0.02)
+    assert report["modes"]["fast"]["prepared_total"] is None  # fast mode has a prepared mode of its own
+    decoded = [frame["prompts_decoded"] for frame in exact["frames"]]
+    assert all(1 <= d <= options.points_per_side ** 2 for d in decoded)
+    table = bench.format_table(report)
+    assert "same runs, frame prepared" in table
+    grid = options.points_per_side ** 2
+    assert f"point prompts decoded per frame {decoded} of {grid} (coarse to fine, covered points skipped)" in table
