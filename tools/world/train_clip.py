@@ -128,34 +128,74 @@ def fits(claim: Label, label: Label) -> bool:
     return claim.cls == label.cls and claim.part == label.part and (not claim.colour or claim.colour == label.colour)
 
 
-def build_data(seed: int, scenes: int, size: tuple[int, int], split: str) -> tuple[np.ndarray, list[Label]]:
-    rng = np.random.default_rng([seed, 7])
-    images, labels = [], []
-    for i in range(scenes):
-        for crop, label in scene_samples(generate_scene(seed, i, size, split=split), rng):
-            images.append(crop)
-            labels.append(label)
+def _scene_crops(job: tuple[int, int, tuple[int, int], str]) -> tuple[list[np.ndarray], list[Label]]:
+    seed, index, size, split = job
+    rng = np.random.default_rng([seed, 7, index])  # per scene, so worker processes draw the same crops
+    samples = scene_samples(generate_scene(seed, index, size, split=split), rng)
+    return [crop for crop, _ in samples], [label for _, label in samples]
+
+
+def build_data(seed: int, scenes: int, size: tuple[int, int], split: str,
+               workers: int = 1) -> tuple[np.ndarray, list[Label]]:
+    jobs = [(seed, i, size, split) for i in range(scenes)]
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_scene_crops, jobs, chunksize=8)
+    else:
+        parts = [_scene_crops(job) for job in jobs]
+    images = [crop for crops, _ in parts for crop in crops]
+    labels = [label for _, scene_labels in parts for label in scene_labels]
     return np.stack(images), labels
 
 
-def cached_data(work: Path, seed: int, scenes: int, size: tuple[int, int], split: str):
+def cached_data(work: Path, seed: int, scenes: int, size: tuple[int, int], split: str, workers: int = 1):
     """build_data, kept in `work` so a resumed or repeated run doesn't redraw hundreds of scenes."""
-    path = work / f"crops_{split}_seed{seed}_n{scenes}_{size[0]}x{size[1]}.npz"
+    path = work / f"crops2_{split}_seed{seed}_n{scenes}_{size[0]}x{size[1]}.npz"
     if path.exists():
         saved = np.load(path, allow_pickle=False)
         fields = saved["labels"].tolist()
         return saved["images"], [Label(*row) for row in fields]
-    images, labels = build_data(seed, scenes, size, split)
+    images, labels = build_data(seed, scenes, size, split, workers)
     work.mkdir(parents=True, exist_ok=True)
     rows = np.array([[lb.kind, lb.cls, lb.colour, lb.part, lb.surface] for lb in labels])
     np.savez(path, images=images, labels=rows)
     return images, labels
 
 
-def to_pixels(images: np.ndarray) -> torch.Tensor:
-    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(OPENAI_CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(OPENAI_CLIP_STD).view(1, 3, 1, 1)
+class LabelCodes:
+    """Labels as integer columns, so a batch's soft-target matrix (every caption against every crop) is one
+    broadcast instead of batch² calls of fits()."""
+
+    FIELDS = ("kind", "cls", "colour", "part", "surface")
+
+    def __init__(self, labels: list[Label]) -> None:
+        self.vocab: dict[str, int] = {"": 0}
+        self.codes = self.encode(labels)
+
+    def encode(self, labels) -> np.ndarray:
+        return np.array([[self.vocab.setdefault(getattr(lb, f), len(self.vocab)) for f in self.FIELDS]
+                         for lb in labels], dtype=np.int32)
+
+    def fit_matrix(self, claims: list[Label], labels: np.ndarray) -> np.ndarray:
+        """fits(claim j, label i) for every pair: (len(labels), len(claims)) bool."""
+        c, x = self.encode(claims)[None, :, :], labels[:, None, :]
+        kind, cls, colour, part, surface = (c[..., k] for k in range(5))
+        same = c == x
+        scenery = same[..., 0] & (kind == self.vocab.setdefault("scenery", len(self.vocab)))
+        scenery &= (surface == 0) | same[..., 4]
+        thing = same[..., 0] & (kind != self.vocab["scenery"]) & same[..., 1] & same[..., 3]
+        thing &= (colour == 0) | same[..., 2]
+        return scenery | thing
+
+
+def to_pixels(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """CLIP's normalised pixels of uint8 HWC crops, on the crops' device."""
+    images = torch.from_numpy(images) if isinstance(images, np.ndarray) else images
+    pixels = images.permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(OPENAI_CLIP_MEAN, device=pixels.device).view(1, 3, 1, 1)
+    std = torch.tensor(OPENAI_CLIP_STD, device=pixels.device).view(1, 3, 1, 1)
     return (pixels - mean) / std
 
 
@@ -169,14 +209,16 @@ def zero_shot(model, tokenizer, images: np.ndarray, labels: list[Label]) -> dict
     colours = sorted({c for spec in CLASSES.values() for c in spec.colours})
     pairs = [(c, k) for k in CLASSES for c in colours]
     with torch.inference_mode():
-        img = F.normalize(features(model.get_image_features(pixel_values=to_pixels(images[objects]))), dim=-1)
+        device = next(model.parameters()).device
+        img = F.normalize(features(model.get_image_features(
+            pixel_values=to_pixels(images[objects]).to(device))), dim=-1)
 
         def encode(texts):
-            tokens = tokenizer(texts, padding=True, return_tensors="pt")
+            tokens = tokenizer(texts, padding=True, return_tensors="pt").to(device)
             return F.normalize(features(model.get_text_features(**tokens)), dim=-1)
 
-        cls_pred = (img @ encode([f"a photo of a {k}." for k in CLASSES]).T).argmax(1)
-        pair_pred = (img @ encode([f"a photo of a {c} {k}." for c, k in pairs]).T).argmax(1)
+        cls_pred = (img @ encode([f"a photo of a {k}." for k in CLASSES]).T).argmax(1).cpu()
+        pair_pred = (img @ encode([f"a photo of a {c} {k}." for c, k in pairs]).T).argmax(1).cpu()
     names = list(CLASSES)
     cls_ok = [names[int(p)] == labels[i].cls for p, i in zip(cls_pred, objects, strict=True)]
     pair_ok = [pairs[int(p)] == (labels[i].colour, labels[i].cls) for p, i in zip(pair_pred, objects, strict=True)]
@@ -205,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init", default=None, help="start from this world CLIP directory instead of random init")
     parser.add_argument("--logit-scale", type=float, default=None,
                         help="train at this fixed temperature (real CLIP ends at its clamp, 100); default: learn it")
+    parser.add_argument("--workers", type=int, default=1, help="processes that draw the scenes")
+    parser.add_argument("--val-scenes", type=int, default=None, help="default: a eighth of --scenes")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -212,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     torch.manual_seed(args.seed)
     size = tuple(int(v) for v in args.size.lower().split("x"))
-    images, labels = cached_data(Path(args.work), args.seed, args.scenes, size, "train")
-    val_images, val_labels = cached_data(Path(args.work), args.seed + 1000, max(2, args.scenes // 8), size, "val")
+    images, labels = cached_data(Path(args.work), args.seed, args.scenes, size, "train", args.workers)
+    val_scenes = args.val_scenes or max(2, args.scenes // 8)
+    val_images, val_labels = cached_data(Path(args.work), args.seed + 1000, val_scenes, size, "val", args.workers)
     Path(args.work).mkdir(parents=True, exist_ok=True)
     print(f"[data] {len(images)} train crops, {len(val_images)} val crops, {time.perf_counter() - started:.0f} s")
 
@@ -229,14 +274,17 @@ def main(argv: list[str] | None = None) -> int:
         step, history = resume(state_path, model, optimizer)
     rng = np.random.default_rng([args.seed, 11, step])
     token_cache: dict[str, list[int]] = {}
-    deadline = time.perf_counter() + args.minutes * 60
+    trained_from = time.perf_counter()
+    deadline = trained_from + args.minutes * 60
     planned = min(args.max_steps, args.planned_steps)
+    codes = LabelCodes(labels)
+    crops_all = torch.from_numpy(images).to(args.device)  # uint8, kept on the device: no per-step host copy
     model.train()
     while step < args.max_steps and time.perf_counter() < deadline:
         batch = rng.choice(len(images), size=min(args.batch, len(images)), replace=False)
-        crops = images[batch].copy()
-        flip = rng.random(len(batch)) < 0.5
-        crops[flip] = crops[flip][:, :, ::-1]
+        crops = crops_all[torch.from_numpy(batch).to(args.device)]
+        flip = torch.from_numpy(rng.random(len(batch)) < 0.5).to(args.device)
+        crops = torch.where(flip[:, None, None, None], crops.flip(2), crops)
         texts, claims = zip(*(caption(labels[i], rng) for i in batch), strict=True)
         for text in texts:
             if text not in token_cache:
@@ -247,11 +295,14 @@ def main(argv: list[str] | None = None) -> int:
         for row, text in enumerate(texts):
             ids[row, : len(token_cache[text])] = torch.tensor(token_cache[text])
             mask[row, : len(token_cache[text])] = 1
-        fit = torch.tensor([[fits(c, labels[i]) for c in claims] for i in batch], dtype=torch.float32)
-        lr_scale = min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step / planned, 1))))
+        fit = torch.from_numpy(codes.fit_matrix(list(claims), codes.codes[batch]).astype(np.float32))
+        # The cosine ends at the planned step or at the time budget, whichever comes first: a call whose step rate
+        # is unknown in advance (a GPU) still finishes its schedule.
+        progress = min(1.0, max(step / planned, (time.perf_counter() - trained_from) / (args.minutes * 60)))
+        lr_scale = min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
         for group in optimizer.param_groups:
             group["lr"] = args.lr * lr_scale
-        img = F.normalize(features(model.get_image_features(pixel_values=to_pixels(crops).to(args.device))), dim=-1)
+        img = F.normalize(features(model.get_image_features(pixel_values=to_pixels(crops))), dim=-1)
         txt = F.normalize(features(model.get_text_features(input_ids=ids.to(args.device),
                                                           attention_mask=mask.to(args.device))), dim=-1)
         scale = model.logit_scale.exp().clamp(max=100) if args.logit_scale is None else args.logit_scale
@@ -268,17 +319,18 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 model.logit_scale.fill_(math.log(args.logit_scale))
         step += 1
-        running.append(float(loss))
+        running = [*running[-49:], loss.detach()]  # no per-step device sync
         if step % 50 == 0 or step == 1:
-            line = {"step": step, "loss": round(float(np.mean(running[-50:])), 4),
+            line = {"step": step, "loss": round(float(torch.stack(running).mean()), 4),
                     "logit_scale": round(float(model.logit_scale.exp()), 2),
                     "elapsed_s": round(time.perf_counter() - started)}
             history.append(line)
             print(f"[train] {json.dumps(line)}", flush=True)
     save_state(state_path, model, optimizer, step, history)
     model.eval()
-    result = {"steps": step, "final_loss": float(np.mean(running[-50:])), **zero_shot(model, tokenizer, val_images,
-              val_labels), "device": args.device, "seed": args.seed, "scenes": args.scenes, "size": args.size,
+    final_loss = float(torch.stack(running).mean()) if running else None
+    result = {"steps": step, "final_loss": final_loss, **zero_shot(model, tokenizer, val_images, val_labels),
+              "device": args.device, "seed": args.seed, "scenes": args.scenes, "size": args.size,
               "train_crops": len(images), "wall_s": round(time.perf_counter() - started)}
     print(f"[done] {json.dumps(result)}")
     Path(args.work).mkdir(parents=True, exist_ok=True)
