@@ -28,7 +28,11 @@ from promptbox.selection import PhraseScores
 
 
 def old_selection(rev: str) -> types.ModuleType:
-    source = subprocess.check_output(["git", "show", f"{rev}:promptbox/src/promptbox/selection.py"], text=True)
+    # A file path stands for a checkout without git history (a device copy of the tree).
+    if Path(rev).is_file():
+        source = Path(rev).read_text(encoding="utf-8")
+    else:
+        source = subprocess.check_output(["git", "show", f"{rev}:promptbox/src/promptbox/selection.py"], text=True)
     module = types.ModuleType(f"selection_{rev}")
     exec(compile(source, f"{rev}:selection.py", "exec"), module.__dict__)  # noqa: S102 - our own history
     return module
@@ -53,7 +57,7 @@ def install(old: types.ModuleType) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("rev", help="the commit whose selection.py to use")
+    parser.add_argument("rev", help="the commit whose selection.py to use, or that selection.py's path")
     parser.add_argument("dataset", type=Path, help="a folder from `promptbox world generate`")
     parser.add_argument("--model", required=True, help="the CLIP directory")
     parser.add_argument("--mode", default="exact,fast")
