@@ -63,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="exact,fast")
     parser.add_argument("--sam-checkpoint", default=None,
                         help="world mobile_sam.pt; without it the scenes' exact masks stand in (--world-masks)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
     install(old_selection(args.rev))
-    config = LocatorConfig(clip_model=args.model, sam_checkpoint=args.sam_checkpoint)
+    config = LocatorConfig(clip_model=args.model, sam_checkpoint=args.sam_checkpoint, device=args.device)
     proposer = None if args.sam_checkpoint else WorldMaskProposer.for_dataset(args.dataset, config.amg)
     locator = locator_module.Locator(config, proposer=proposer)
     run = run_eval(locator, load_dataset(args.dataset), tuple(args.mode.split(",")))
