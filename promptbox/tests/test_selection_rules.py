@@ -57,11 +57,24 @@ def test_a_scissors_crop_asked_as_screwdriver_loses_to_the_name_scissors() -> No
 
 
 def test_competitors_leave_out_the_head_noun_and_near_synonyms() -> None:
-    names = ["mug", "coffee mug", "cup", "bowl"]
-    vectors = np.stack([_unit(1, 0, 0), _unit(1, 0.1, 0), _unit(1, 0.3, 0), _unit(0, 1, 0)])
-    phrase_vector = _unit(1, 0.05, 0)  # "red mug"
+    # A CLIP-like text space: every name shares one large common direction (raw pairwise cosine above 0.9, as the
+    # world CLIPs' vocabularies measure), plus a small direction of its own. "cup" shares most of "mug"'s own
+    # direction; the other names are unrelated.
+    rng = np.random.default_rng(0)
+    own = np.linalg.qr(rng.normal(size=(64, 64)))[0][:40]
+    common = np.zeros(64)
+    common[-1] = 1.0
+    names = ["mug", "coffee mug", "cup", "bowl", *[f"thing {i}" for i in range(36)]]
+    parts = own.copy()
+    parts[1] = own[0] + 0.05 * own[1]  # "coffee mug": mug's own direction
+    parts[2] = own[0] + 0.2 * own[2]  # "cup": nearly mug's own direction
+    vectors = np.stack([_unit(*(common * 3 + p)) for p in parts])
+    phrase_vector = _unit(*(common * 3 + own[0] + 0.05 * own[39]))  # "red mug"
+    raw = vectors @ vectors.T
+    assert raw[np.triu_indices(len(names), 1)].min() > 0.85  # the narrow cone: a raw bound would drop nearly all
     kept = [names[i] for i in vocabulary.competitors("red mug", phrase_vector, names, vectors)]
-    assert kept == ["bowl"]  # "mug" and "coffee mug" share the head noun; "cup" is a near-synonym (cos > 0.9)
+    # "mug" and "coffee mug" share the head noun; "cup" is a near-synonym; every unrelated name competes.
+    assert kept == [n for n in names if n not in ("mug", "coffee mug", "cup")]
 
 
 def test_an_attribute_phrase_competes_with_its_other_colours() -> None:
