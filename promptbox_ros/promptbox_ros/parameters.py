@@ -42,6 +42,8 @@ PARAMETERS: dict[str, Spec] = {
     "mode": Spec(_CORE.mode, "exact: the AMG mask set with less work; fast: text-guided point prompts; upstream",
                  choices=("exact", "fast", "upstream")),
     "fast_points": Spec(_CORE.fast_points, "fast mode: point prompts placed at text-similarity peaks", 1, 256),
+    "fast_fallback": Spec(_CORE.fast_fallback, "fast mode: when nothing its prompts propose passes min_score, go on "
+                          "with exact mode's grid; false: their answer stands"),
     "min_score": Spec(_CORE.min_score, "calibrated confidence below which the answer is not found (goal.min_score 0)",
                       *_UNIT),
     "top_k": Spec(_CORE.top_k, "alternatives published on `candidates` besides the chosen object", 1, 100),
@@ -135,6 +137,7 @@ def locator_config(values: dict[str, object]) -> LocatorConfig:
         top_k=int(values["top_k"]),
         part_margin=float(values["part_margin"]),
         fast_points=int(values["fast_points"]),
+        fast_fallback=bool(values["fast_fallback"]),
         matching=str(values["matching"]),
         shortlist_size=int(values["shortlist_size"]),
         encoder_backend=str(values["encoder_backend"]),

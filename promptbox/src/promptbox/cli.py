@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     locate.add_argument("--min-score", type=float, default=None, help="calibrated score below which: not found")
     add_matching_arguments(locate)
     add_backend_argument(locate)
+    add_fast_fallback_argument(locate)
     locate.add_argument(
         "--amg",
         action="append",
@@ -140,6 +141,7 @@ def _run_locate(args: argparse.Namespace) -> int:
             matching=args.matching,
             shortlist_size=args.shortlist_size,
             encoder_backend=args.encoder_backend,
+            fast_fallback=args.fast_fallback,
         ).with_overrides(**overrides)
         if args.min_score is not None:
             config = config.with_overrides(min_score=args.min_score)
@@ -224,6 +226,13 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder-backend", default="torch",
                         help="torch (default), onnx or onnx-int8: ONNX Runtime for MobileSAM's encoder and decoder "
                              "and CLIP's towers")
+
+
+def add_fast_fallback_argument(parser: argparse.ArgumentParser) -> None:
+    """--no-fast-fallback, for locate and eval."""
+    parser.add_argument("--no-fast-fallback", dest="fast_fallback", action="store_false",
+                        help="fast mode: answer from the similarity map's prompts alone, even 'not found' (default: "
+                             "when nothing they propose passes --min-score, go on with exact mode's grid)")
 
 
 def _amg_overrides(pairs: list[str]) -> dict[str, float | int | bool]:

@@ -46,6 +46,10 @@ class LocatorConfig:
     top_k: int = 5
     part_margin: float = 0.02  # a containing mask beats its part if its similarity is within this of the part's
     fast_points: int = 6  # fast mode: point prompts placed at text-similarity peaks
+    # Fast mode answers from its prompts when one of their regions passes min_score; otherwise it goes on with exact
+    # mode's grid on the same frame (decoded once per frame), so a target the similarity map missed is still
+    # found. False: its prompts' answer stands, "not found" included.
+    fast_fallback: bool = True
     # crops: every proposal gets its own masked CLIP crop. shortlist: mask-pooled patch tokens of one CLIP pass rank
     # them, and only the `shortlist_size` best per phrase (and the regions containing those) get crops.
     matching: str = "shortlist"

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from promptbox import provenance, relations, vocabulary, weights
-from promptbox.command import parse
+from promptbox.command import Target, parse
 from promptbox.config import LocatorConfig
 from promptbox.detection import Detection, NotFound
 from promptbox.image import check_image
@@ -168,36 +168,18 @@ class Locator:
             stage("proposing", STAGE_PROGRESS["proposing"])
             with _timed(timings, "proposing"):
                 proposals = self._propose(image, frame, text)
-
-            stage("matching", STAGE_PROGRESS["matching"])
-            with _timed(timings, "matching"):
-                part = vocabulary.part_request(target.phrase)
-                anchor_phrase = target.anchor if target.relation in relations.RESOLVED and target.anchor else None
-                phrases = [target.phrase, *([part[1]] if part is not None else []), *filter(None, [anchor_phrase])]
-                proposals = self._shortlisted(image, frame, proposals, phrases)
-                regions = self.matcher.encode_regions(image, proposals.boxes_xyxy, proposals.masks)
-                # "the screwdriver, not the scissors": the excluded object competes with the target.
-                scores = self._score(regions, target.phrase, target.negatives)
-                whole = self._score(regions, part[1]) if part is not None else None
-                anchor = self._score(regions, anchor_phrase) if anchor_phrase else None
-
-            stage("selecting", STAGE_PROGRESS["selecting"])
-            with _timed(timings, "selecting"):
-                # Proposals keep upstream's inclusive max; answers are in pixel edges, so a full-width box is W wide.
-                edges = proposals.boxes_xyxy + np.array([0, 0, 1, 1], np.float32)
-                result = select(
-                    proposals.masks,
-                    edges,
-                    scores.similarity,
-                    scores.confidence,
-                    target,
-                    min_score=threshold,
-                    part_margin=self.config.part_margin,
-                    top_k=self.config.top_k,
-                    is_target=scores.top1,
-                    anchor=anchor,
-                    whole=whole,
-                )
+            result, proposals = self._answer(image, frame, proposals, target, threshold, timings, stage)
+            if self.config.mode == "fast" and self.config.fast_fallback and isinstance(result, NotFound):
+                # The map's peaks found nothing that passes: exact mode's grid on the same frame.
+                stage("proposing", STAGE_PROGRESS["proposing"])
+                with _timed(timings, "fallback proposing"):
+                    assert frame is not None
+                    exact = self._exact_proposals(frame)
+                fallback_timings: dict[str, float] = {}
+                result, exact = self._answer(image, frame, exact, target, threshold, fallback_timings, stage)
+                timings.update({f"fallback {k}": v for k, v in fallback_timings.items()})
+                proposals = replace(proposals, timings_ms={
+                    **proposals.timings_ms, **{f"fallback.{k}": v for k, v in exact.timings_ms.items()}})
 
         # What parsing set aside or corrected ("'scisors' read as 'scissors'") travels with the answer.
         parsed_notes = list(target.notes)
@@ -210,6 +192,48 @@ class Locator:
         result.random_weights = self.random_weights
         result.weights_tag = self.weights_tag
         return result
+
+    def _answer(
+        self,
+        image: np.ndarray,
+        frame: FrameEmbedding | None,
+        proposals: Proposals,
+        target: Target,
+        threshold: float,
+        timings: dict[str, float],
+        stage: StageCallback,
+    ) -> tuple[Detection | NotFound, Proposals]:
+        """Match `proposals` to the command and choose among them: (the answer, the proposals that were matched)."""
+        stage("matching", STAGE_PROGRESS["matching"])
+        with _timed(timings, "matching"):
+            part = vocabulary.part_request(target.phrase)
+            anchor_phrase = target.anchor if target.relation in relations.RESOLVED and target.anchor else None
+            phrases = [target.phrase, *([part[1]] if part is not None else []), *filter(None, [anchor_phrase])]
+            proposals = self._shortlisted(image, frame, proposals, phrases)
+            regions = self.matcher.encode_regions(image, proposals.boxes_xyxy, proposals.masks)
+            # "the screwdriver, not the scissors": the excluded object competes with the target.
+            scores = self._score(regions, target.phrase, target.negatives)
+            whole = self._score(regions, part[1]) if part is not None else None
+            anchor = self._score(regions, anchor_phrase) if anchor_phrase else None
+
+        stage("selecting", STAGE_PROGRESS["selecting"])
+        with _timed(timings, "selecting"):
+            # Proposals keep upstream's inclusive max; answers are in pixel edges, so a full-width box is W wide.
+            edges = proposals.boxes_xyxy + np.array([0, 0, 1, 1], np.float32)
+            result = select(
+                proposals.masks,
+                edges,
+                scores.similarity,
+                scores.confidence,
+                target,
+                min_score=threshold,
+                part_margin=self.config.part_margin,
+                top_k=self.config.top_k,
+                is_target=scores.top1,
+                anchor=anchor,
+                whole=whole,
+            )
+        return result, proposals
 
     def _score(self, regions: torch.Tensor, phrase: str, negatives: tuple[str, ...] = ()) -> PhraseScores:
         """`phrase` scored on every region against its competitors: other object names (not its own head noun or
@@ -250,19 +274,23 @@ class Locator:
         keep = shortlist(ranking, size, Regions(proposals.masks).containers)
         return proposals.subset(keep)
 
+    def _exact_proposals(self, frame: FrameEmbedding) -> Proposals:
+        """Exact mode's masks of a frame, decoded once per frame and settings."""
+        settings = self.proposer.settings
+        cached = frame.exact_proposals.get(settings)
+        if cached is None:
+            cached = frame.exact_proposals[settings] = self.proposer.propose(frame)
+            return cached
+        # The same masks; the timings say they cost nothing this time.
+        return replace(cached, timings_ms={"cached": 0.0})
+
     def _propose(self, image: np.ndarray, frame: FrameEmbedding | None, text) -> Proposals:
         mode = self.config.mode
         if mode == "upstream":
             return self.proposer.propose_upstream(image)
         assert frame is not None
         if mode == "exact":
-            settings = self.proposer.settings
-            cached = frame.exact_proposals.get(settings)
-            if cached is None:
-                cached = frame.exact_proposals[settings] = self.proposer.propose(frame)
-                return cached
-            # The same masks; the timings say they cost nothing this time.
-            return replace(cached, timings_ms={"cached": 0.0})
+            return self._exact_proposals(frame)
         # fast: prompt only where CLIP already sees the phrase, instead of over a whole grid.
         heat = self.matcher.similarity_map(image, text, self._tokens(image, frame))
         points = peak_points(heat, image.shape[:2], self.config.fast_points)

@@ -42,10 +42,11 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sam-checkpoint", help="path to mobile_sam.pt (default: resolve, see README)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--min-score", type=float, default=None, help="calibrated score below which: not found")
-    from promptbox.cli import add_backend_argument, add_matching_arguments
+    from promptbox.cli import add_backend_argument, add_fast_fallback_argument, add_matching_arguments
 
     add_matching_arguments(parser)
     add_backend_argument(parser)
+    add_fast_fallback_argument(parser)
     parser.add_argument("--amg", action="append", default=[], metavar="NAME=VALUE",
                         help="an AMG setting, e.g. --amg points_per_side=8 (repeatable)")
     parser.add_argument("--random-weights", action="store_true",
@@ -107,6 +108,7 @@ def _config(args: argparse.Namespace, mode: str):
         matching=args.matching,
         shortlist_size=args.shortlist_size,
         encoder_backend=args.encoder_backend,
+        fast_fallback=args.fast_fallback,
     ).with_overrides(**_amg_overrides(args.amg))
     if args.min_score is not None:
         config = config.with_overrides(min_score=args.min_score)
