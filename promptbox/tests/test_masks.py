@@ -8,6 +8,7 @@ import torch
 from mobile_sam.utils.amg import batched_mask_to_box
 
 from promptbox.masks import BoxMasks
+from promptbox.regions import CONTAIN_FRACTION, CONTAIN_GROWTH, Regions
 
 H, W = 37, 53  # odd sizes: crop widths that are not whole bytes, rows that need padding
 
@@ -156,3 +157,14 @@ def test_stored_packed_and_cropped_and_read_only(dense):
     with pytest.raises(ValueError, match="read-only"):
         masks._rows[0][0, 0] = 1
 
+
+def test_regions_containers_are_the_dense_rule(dense):
+    """Regions counts overlaps on the crops; its part-of answers must be those of the dense rule."""
+    regions = Regions(BoxMasks.from_dense(dense))
+    area = dense.sum(axis=(1, 2))
+    for i in range(len(dense)):
+        want = [j for j in range(len(dense)) if j != i and area[i] > 0 and area[j] >= CONTAIN_GROWTH * area[i]
+                and (dense[i] & dense[j]).sum() >= CONTAIN_FRACTION * area[i]]
+        assert regions.containers(i) == want
+    assert any(regions.containers(i) for i in range(len(dense)))  # the rule is exercised, not vacuous
+    np.testing.assert_array_equal(Regions(dense).area, area)  # a dense stack is accepted too
