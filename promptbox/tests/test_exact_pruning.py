@@ -75,8 +75,9 @@ def test_on_a_world_frame_fewer_prompts_find_the_same_objects(world_sam):
     assert pruned.prompts_decoded < 256 // 3  # 66 on this scene, 35-46 on the bench scenes
 
     def best_iou(proposals, mask):
-        inter = (proposals.masks & mask).sum(axis=(1, 2))
-        union = (proposals.masks | mask).sum(axis=(1, 2))
+        dense = proposals.masks.to_dense()
+        inter = (dense & mask).sum(axis=(1, 2))
+        union = (dense | mask).sum(axis=(1, 2))
         return float((inter / np.maximum(union, 1)).max())
 
     found_full = [best_iou(full, o.mask) >= 0.7 for o in scene.objects]

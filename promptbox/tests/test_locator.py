@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -175,6 +177,40 @@ def test_exact_proposals_are_computed_once_per_frame(locator, monkeypatch):
     assert len(calls) == 1
     assert second.timings_ms.get("proposals.cached") == 0.0
     assert first.timings_ms.get("proposals.cached") is None
+
+
+def _arrays(obj, seen: set[int]):
+    """Every numpy array reachable from `obj` through dataclass fields, attributes, slots and containers."""
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        yield obj
+        return
+    if dataclasses.is_dataclass(obj):
+        children = [getattr(obj, f.name) for f in dataclasses.fields(obj)]
+    elif isinstance(obj, dict):
+        children = list(obj.values())
+    elif isinstance(obj, (list, tuple)):
+        children = list(obj)
+    else:
+        children = [getattr(obj, name) for name in getattr(type(obj), "__slots__", ())]
+        children += list(getattr(obj, "__dict__", {}).values())
+    for child in children:
+        yield from _arrays(child, seen)
+
+
+def test_cached_exact_proposals_hold_no_full_frame_mask_stack(locator):
+    """The frame cache keeps each frame's exact-mode proposals: their masks are cropped and packed, not (N, H, W)."""
+    image = np.random.default_rng(4).integers(0, 255, (72, 96, 3), dtype=np.uint8)
+    locator.locate(image, "take the mug")
+    (cached,) = locator.prepare(image).exact_proposals.values()
+    assert len(cached) > 0
+    held = list(_arrays(cached, set()))
+    assert held and not [a.shape for a in held if a.ndim >= 3 or a.size >= 72 * 96]  # no stack, no frame
+    dense_bytes = len(cached) * 72 * 96  # what the (N, H, W) bool stack held
+    assert sum(a.nbytes for a in held) < dense_bytes
+    np.testing.assert_array_equal(cached.masks.inclusive_boxes(), cached.boxes_xyxy)  # the crops are the boxes'
 
 
 def test_what_parsing_set_aside_or_corrected_reaches_the_answer(locator, frame):

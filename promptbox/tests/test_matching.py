@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from promptbox.masks import BoxMasks
 from promptbox.matching import PROMPT_TEMPLATES, Matcher, TextEmbedding
 
 D = 512  # TinyCLIP-61M's joint embedding size
@@ -123,13 +124,13 @@ def test_pixels_outside_the_mask_do_not_matter(matcher: Matcher) -> None:
 
 def test_crop_is_clip_normalised_and_grey_outside_the_mask(matcher: Matcher) -> None:
     image = np.full((64, 64, 3), (200, 100, 50), dtype=np.uint8)
-    crop = matcher._crop(matcher._normalised(image), np.array([16.0, 16.0, 48.0, 48.0]), None)
+    crop = matcher._crop(matcher._normalised(image), np.array([16.0, 16.0, 48.0, 48.0]), None, 0)
     mean, std = np.array([0.48145466, 0.4578275, 0.40821073]), np.array([0.26862954, 0.2613026, 0.2757771])
     expected = torch.tensor((np.array([200, 100, 50]) / 255 - mean) / std, dtype=torch.float32)
     assert crop.shape == (3, matcher.image_size, matcher.image_size)
     assert torch.allclose(crop, expected.view(3, 1, 1).expand_as(crop), atol=1e-5)
-    nothing = np.zeros((64, 64), dtype=bool)
-    assert torch.count_nonzero(matcher._crop(matcher._normalised(image), np.array([16, 16, 48, 48]), nothing)) == 0
+    nothing = BoxMasks.from_dense(np.zeros((1, 64, 64), dtype=bool))
+    assert torch.count_nonzero(matcher._crop(matcher._normalised(image), np.array([16, 16, 48, 48]), nothing, 0)) == 0
 
 
 def test_bad_region_inputs_are_value_errors(matcher: Matcher) -> None:

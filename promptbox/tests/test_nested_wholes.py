@@ -12,6 +12,7 @@ from mobile_sam.utils.amg import batched_mask_to_box
 from promptbox.command import parse
 from promptbox.config import AmgSettings
 from promptbox.detection import Detection
+from promptbox.masks import BoxMasks
 from promptbox.proposals import FrameEmbedding, MaskProposer, _Decoded, nested_wholes
 from promptbox.selection import select
 
@@ -62,8 +63,8 @@ def proposals(sam_model, frame, keep_nested_wholes: bool):
     return proposer._finish(frame, found, proposer.settings.box_nms_thresh, 0, {})
 
 
-def has(masks: np.ndarray, mask: np.ndarray) -> bool:
-    return any(np.array_equal(m, mask) for m in masks)
+def has(masks: BoxMasks, mask: np.ndarray) -> bool:
+    return any(np.array_equal(m, mask) for m in masks.to_dense())
 
 
 def test_the_case_occurs_box_nms_removes_the_whole(sam_model, frame) -> None:
@@ -77,13 +78,13 @@ def test_the_removed_whole_comes_back_once(sam_model, frame) -> None:
     assert has(restored.masks, WHOLE)
     assert not has(restored.masks, WHOLE_AGAIN)  # a duplicate of a restored whole stays removed
     assert len(restored) == 4  # shaft, handle, mug kept by NMS, and the whole
-    i = next(k for k, m in enumerate(restored.masks) if np.array_equal(m, WHOLE))
+    i = next(k for k, m in enumerate(restored.masks.to_dense()) if np.array_equal(m, WHOLE))
     np.testing.assert_allclose(restored.boxes_xyxy[i], [100, 60, 399, 79])
     assert restored.predicted_iou[i] == pytest.approx(0.93)
 
 
 def test_only_containers_of_a_kept_mask_come_back() -> None:
-    kept = np.stack([SHAFT, MUG])
+    kept = BoxMasks.from_dense(np.stack([SHAFT, MUG]))
     # A removed mask overlapping the shaft's box but not containing it (a shifted shaft) is NMS doing its job.
     shifted = rect(170, 60, 410, 80)
     removed = np.stack([shifted, WHOLE])
@@ -104,7 +105,7 @@ def test_selection_picks_the_whole_screwdriver_again(sam_model, frame) -> None:
         found = proposals(sam_model, frame, keep_nested_wholes=restore)
         # CLIP likes the shaft a little more than the whole screwdriver (within the part margin), the mug not at all.
         sim = np.array([0.30 if np.array_equal(m, SHAFT) else 0.29 if np.array_equal(m, WHOLE) else 0.2
-                        for m in found.masks])
+                        for m in found.masks.to_dense()])
         conf = np.where(sim > 0.25, 0.9, 0.05)
         results[restore] = select(found.masks, found.boxes_xyxy, sim, conf, target, min_score=0.5, part_margin=0.02)
     assert isinstance(results[False], Detection) and np.array_equal(results[False].mask, SHAFT)

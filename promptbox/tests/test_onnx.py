@@ -105,7 +105,7 @@ def test_full_onnx_path_gives_torchs_proposals(proposers, frames, scene):
     np.testing.assert_allclose(onnx_props.predicted_iou, torch_props.predicted_iou, atol=2e-3)
     np.testing.assert_allclose(onnx_props.stability, torch_props.stability, atol=1e-2)
     np.testing.assert_allclose(onnx_props.boxes_xyxy, torch_props.boxes_xyxy, atol=2)
-    for ours, theirs in zip(onnx_props.masks, torch_props.masks, strict=True):
+    for ours, theirs in zip(onnx_props.masks.to_dense(), torch_props.masks.to_dense(), strict=True):
         assert (ours & theirs).sum() >= 0.99 * (ours | theirs).sum()  # equal up to encoder rounding at edges
 
 
@@ -184,7 +184,7 @@ def test_int8_backend_runs_quantised_decoder_and_towers_close_to_float(world_cli
     assert decoder.run_path.stat().st_size < 0.5 * decoder.path.stat().st_size  # int8 weights
     assert len(int8_props) == len(float_props)
     np.testing.assert_allclose(int8_props.predicted_iou, float_props.predicted_iou, atol=0.03)
-    for ours, theirs in zip(int8_props.masks, float_props.masks, strict=True):
+    for ours, theirs in zip(int8_props.masks.to_dense(), float_props.masks.to_dense(), strict=True):
         assert (ours & theirs).sum() >= 0.95 * (ours | theirs).sum()
 
 

@@ -18,6 +18,7 @@ from mobile_sam.utils.amg import calculate_stability_score
 from scipy.optimize import linear_sum_assignment
 
 from promptbox.config import AmgSettings
+from promptbox.masks import BoxMasks
 from promptbox.proposals import (
     LOW_RES_STABILITY_MARGIN,
     FrameEmbedding,
@@ -89,7 +90,7 @@ def assert_same_proposals(ours: Proposals, upstream: Proposals) -> None:
     assert len(ours) == len(upstream), f"{len(ours)} masks vs upstream's {len(upstream)}"
     if len(upstream) == 0:
         return
-    iou = _mask_iou(upstream.masks, ours.masks)
+    iou = _mask_iou(upstream.masks.to_dense(), ours.masks.to_dense())
     assert iou.max(axis=1).min() >= MATCH_IOU, "an upstream mask has no match"
     assert iou.max(axis=0).min() >= MATCH_IOU, "a mask of ours has no upstream match"
     # One-to-one pairing (identical masks can come from different prompts: their predicted IoUs tell them apart),
@@ -177,7 +178,9 @@ def test_exact_matches_upstream_every_mask(sam_model, coffee, coffee_frame):
     upstream = proposer.propose_upstream(coffee)
     assert len(upstream) == 3 * 3 * 3
     assert_same_proposals(ours, upstream)
-    assert ours.masks.dtype == bool and ours.masks.shape == (27, FRAME_H, FRAME_W)
+    # Both paths hold their masks cropped and packed, never as an (N, H, W) stack.
+    assert isinstance(ours.masks, BoxMasks) and ours.masks.shape == (27, FRAME_H, FRAME_W)
+    assert isinstance(upstream.masks, BoxMasks) and upstream.masks.shape == (27, FRAME_H, FRAME_W)
     assert ours.boxes_xyxy.dtype == np.float32
     assert {"decoder", "upscale", "postprocess"} <= set(ours.timings_ms)
 
@@ -242,7 +245,7 @@ def test_propose_points_shapes(sam_model, coffee_frame):
     points = np.array([[40.0, 30.0], [160.0, 120.0], [300.0, 200.0]])
     out = proposer.propose_points(frame, points)
     assert 1 <= len(out) <= 3 * len(points)
-    assert out.masks.dtype == bool and out.masks.shape == (len(out), FRAME_H, FRAME_W)
+    assert isinstance(out.masks, BoxMasks) and out.masks.shape == (len(out), FRAME_H, FRAME_W)
     assert out.boxes_xyxy.shape == (len(out), 4) and out.boxes_xyxy.dtype == np.float32
     assert out.predicted_iou.shape == out.stability.shape == (len(out),)
     x0, y0, x1, y1 = out.boxes_xyxy.T
@@ -254,7 +257,7 @@ def test_propose_points_shapes(sam_model, coffee_frame):
 
     proposer.point_iou_floor = 0.99  # a floor no random-weight mask reaches: empty, but well-formed
     empty = proposer.propose_points(frame, points)
-    assert len(empty) == 0 and empty.masks.shape == (0, FRAME_H, FRAME_W)
+    assert len(empty) == 0 and empty.masks.shape == (0, FRAME_H, FRAME_W) and isinstance(empty.masks, BoxMasks)
     assert len(proposer.propose_points(frame, np.zeros((0, 2)))) == 0
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from promptbox.config import LocatorConfig
+from promptbox.masks import BoxMasks
 from promptbox.matching import PatchTokens
 from promptbox.regions import Regions
 from promptbox.shortlist import pooled_embeddings, shortlist
@@ -43,6 +44,16 @@ def test_a_mask_is_weighted_by_its_share_of_each_cell():
 def test_masks_of_another_frame_size_are_refused():
     with pytest.raises(ValueError, match=r"masks: shape \(1, 6, 8\) does not fit a \(8, 8\) frame"):
         pooled_embeddings(_tokens(), np.zeros((1, 6, 8), bool))
+    with pytest.raises(ValueError, match=r"masks: shape \(1, 6, 8\) does not fit a \(8, 8\) frame"):
+        pooled_embeddings(_tokens(), BoxMasks.from_dense(np.zeros((1, 6, 8), bool)))
+
+
+def test_box_masks_pool_as_their_dense_stack():
+    """Proposals hold BoxMasks; pooling them (full frames a batch at a time) gives the dense stack's numbers."""
+    masks = np.random.default_rng(1).random((40, 8, 8)) < 0.3  # more than one pooling batch
+    masks[3] = False  # an empty mask: no weight anywhere, still an embedding
+    torch.testing.assert_close(pooled_embeddings(_tokens(), BoxMasks.from_dense(masks)),
+                               pooled_embeddings(_tokens(), masks), rtol=0, atol=0)
 
 
 def test_the_shortlist_is_the_best_per_phrase_and_their_containers():

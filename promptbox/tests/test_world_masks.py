@@ -10,6 +10,7 @@ import pytest
 
 from promptbox.config import AmgSettings
 from promptbox.evaluation.world_masks import ORACLE_TAG, WorldMaskProposer
+from promptbox.masks import BoxMasks
 from promptbox.world import generate_scene, write_dataset
 
 SEED, SIZE = 5, (320, 240)
@@ -36,7 +37,7 @@ def test_a_point_on_a_part_gives_the_part_the_object_and_its_group(oracle: World
     ys, xs = np.nonzero(part.mask)
     frame = oracle.embed(scene.image)
     proposals = oracle.propose_points(frame, np.array([[xs[len(xs) // 2], ys[len(ys) // 2]]]))
-    kept = [m for m in proposals.masks]
+    kept = list(proposals.masks.to_dense())
     assert any(np.array_equal(m, part.mask) for m in kept)
     assert any(np.array_equal(m, obj.mask) for m in kept) or any((m & obj.mask).sum() == obj.area for m in kept)
 
@@ -46,12 +47,13 @@ def test_exact_mode_proposes_the_scenes_own_masks_through_the_product_nms(oracle
     proposals = oracle.propose(oracle.embed(scene.image))
     truth = _truth_masks(scene)
     assert len(proposals) >= len(scene.objects) // 2
-    for mask in proposals.masks:  # every proposal is a real region or a group of touching objects
+    assert isinstance(proposals.masks, BoxMasks)  # the type MobileSAM's proposals hold
+    for mask in proposals.masks.to_dense():  # every proposal is a real region or a group of touching objects
         assert any(np.array_equal(mask, t) for t in truth) or all(
             not (mask & o.mask).any() or (mask & o.mask).sum() == o.area for o in scene.objects
         )
     # Boxes keep upstream's inclusive maximum, as MobileSAM proposals do.
-    ys, xs = np.nonzero(proposals.masks[0])
+    ys, xs = np.nonzero(proposals.masks.full(0))
     assert tuple(proposals.boxes_xyxy[0]) == (xs.min(), ys.min(), xs.max(), ys.max())
 
 

@@ -48,7 +48,9 @@ def install(old: types.ModuleType) -> None:
         return PhraseScores(phrase, sim, confidence, np.ones_like(sim, bool))
 
     def select(masks, boxes, sim, conf, target, *, min_score, part_margin, top_k, **_ignored):
-        return old.select(masks, boxes, sim, conf, target, min_score=min_score, part_margin=part_margin,
+        # Older select()s take an (N, H, W) stack; proposals now hold BoxMasks.
+        dense = masks.to_dense() if hasattr(masks, "to_dense") else masks
+        return old.select(dense, boxes, sim, conf, target, min_score=min_score, part_margin=part_margin,
                           top_k=top_k)
 
     locator_module.Locator._score = score

@@ -19,6 +19,7 @@ from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from promptbox import onnx_runtime
 from promptbox.config import ENCODER_BACKENDS
 from promptbox.image import check_image
+from promptbox.masks import BoxMasks
 
 # Prompt ensemble (from CLIP's ImageNet templates, the ones that suit single objects on a table): averaging
 # over phrasings makes the phrase vector less sensitive to any one wording.
@@ -161,21 +162,23 @@ class Matcher:
     # --- regions ------------------------------------------------------------------------------------------------
 
     def encode_regions(
-        self, image_rgb: np.ndarray, boxes_xyxy: np.ndarray, masks: np.ndarray | None = None
+        self, image_rgb: np.ndarray, boxes_xyxy: np.ndarray, masks: BoxMasks | np.ndarray | None = None
     ) -> torch.Tensor:
-        """(N, D) embeddings of the regions `boxes_xyxy` (source px); with `masks`, of the masked objects only."""
+        """(N, D) embeddings of the regions `boxes_xyxy` (source px); with `masks` (BoxMasks, or an (N, H, W) bool
+        stack), of the masked objects only."""
         image = check_image(image_rgb, min_side=1)
         boxes = np.asarray(boxes_xyxy, dtype=np.float64)
         if boxes.ndim != 2 or boxes.shape[1] != 4:
             raise ValueError(f"boxes_xyxy: shape {boxes.shape} is not supported; accepted: (N, 4)")
         if masks is not None:
-            masks = np.asarray(masks)
-            if masks.shape != (len(boxes), *image.shape[:2]):
+            shape = masks.shape if isinstance(masks, BoxMasks) else np.shape(masks)
+            if tuple(shape) != (len(boxes), *image.shape[:2]):
                 raise ValueError(
-                    f"masks: shape {masks.shape} does not fit {len(boxes)} boxes on a {image.shape[:2]} frame; "
+                    f"masks: shape {tuple(shape)} does not fit {len(boxes)} boxes on a {image.shape[:2]} frame; "
                     f"accepted: ({len(boxes)}, {image.shape[0]}, {image.shape[1]}) bool"
                 )
-            masks = masks.astype(bool, copy=False)
+            if not isinstance(masks, BoxMasks):
+                masks = BoxMasks.from_dense(np.asarray(masks, dtype=bool))
         if len(boxes) == 0:
             return torch.empty(0, self.embed_dim, device=self.device)
         with torch.inference_mode():
@@ -183,7 +186,7 @@ class Matcher:
             out = []
             for start in range(0, len(boxes), self.batch_size):
                 stop = min(start + self.batch_size, len(boxes))
-                crops = [self._crop(frame, boxes[i], None if masks is None else masks[i]) for i in range(start, stop)]
+                crops = [self._crop(frame, boxes[i], masks, i) for i in range(start, stop)]
                 out.append(self._image_features(torch.stack(crops)))
         return torch.cat(out)  # outside inference_mode: a normal tensor callers may modify in place
 
@@ -192,7 +195,7 @@ class Matcher:
         pixels = torch.from_numpy(image).to(self.device).permute(2, 0, 1).float().div_(255.0)
         return (pixels - self._mean) / self._std
 
-    def _crop(self, frame: torch.Tensor, box: np.ndarray, mask: np.ndarray | None) -> torch.Tensor:
+    def _crop(self, frame: torch.Tensor, box: np.ndarray, masks: BoxMasks | None, i: int) -> torch.Tensor:
         # A square window around the box with `context_pad` of its size on each side, so CLIP sees the object
         # undistorted and whole. Outside the mask (and outside the frame) pixels become CLIP's mean colour (0 in
         # normalised space): the crop shows the object, not its neighbours, so a mask of a whole object is not
@@ -209,8 +212,8 @@ class Matcher:
         ix1, iy1 = min(left + size, width), min(top + size, height)
         if ix1 > ix0 and iy1 > iy0:
             patch = frame[:, iy0:iy1, ix0:ix1]
-            if mask is not None:
-                patch = patch * torch.from_numpy(mask[iy0:iy1, ix0:ix1]).to(self.device)
+            if masks is not None:  # mask i over this window only, from its crop: never a full frame
+                patch = patch * torch.from_numpy(masks.window(i, iy0, iy1, ix0, ix1)).to(self.device)
             canvas[:, iy0 - top : iy1 - top, ix0 - left : ix1 - left] = patch
         target = (self.image_size, self.image_size)
         return F.interpolate(canvas[None], size=target, mode="bilinear", antialias=True, align_corners=False)[0]

@@ -33,6 +33,7 @@ from torchvision.ops.boxes import batched_nms
 
 from promptbox import onnx_runtime
 from promptbox.config import ENCODER_BACKENDS, AmgSettings
+from promptbox.masks import BoxMasks
 
 # Stability is first computed on the low-res logits, as a cheap pre-check: a mask this far below the threshold there
 # is dropped; the rest are decided on full-size logits, as upstream does. Low-res and full-size scores differ by
@@ -66,12 +67,18 @@ class FrameEmbedding:
 class Proposals:
     """Candidate object masks in source pixels; boxes are xyxy with inclusive max, as upstream's."""
 
-    masks: np.ndarray  # (N, H, W) bool
+    # Each mask cropped to its box and bit-packed: the Locator caches these per frame, and an (N, H, W) bool stack
+    # of hundreds of masks would cost hundreds of MB.
+    masks: BoxMasks
     boxes_xyxy: np.ndarray  # (N, 4) float32
     predicted_iou: np.ndarray  # (N,) float32
     stability: np.ndarray  # (N,) float32
     timings_ms: dict[str, float] = field(default_factory=dict)
     prompts_decoded: int | None = None  # point prompts the decoder ran for these (None: not counted, e.g. upstream)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.masks, BoxMasks):  # an (N, H, W) stack, as SamPredictor returns: stored cropped
+            self.masks = BoxMasks.from_dense(np.asarray(self.masks, dtype=bool))
 
     def __len__(self) -> int:
         return len(self.boxes_xyxy)
@@ -318,11 +325,11 @@ class MaskProposer:
         records = generator.generate(image)
         total_ms = (time.perf_counter() - started) * 1e3
         height, width = image.shape[:2]
-        masks = np.stack([r["segmentation"] for r in records]) if records else np.zeros((0, height, width), bool)
+        masks = BoxMasks.from_masks((r["segmentation"] for r in records), (height, width))
         xywh = np.array([r["bbox"] for r in records], np.float32).reshape(-1, 4)
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         return Proposals(
-            masks=masks.astype(bool, copy=False),
+            masks=masks,
             boxes_xyxy=boxes,
             predicted_iou=np.array([r["predicted_iou"] for r in records], np.float32),
             stability=np.array([r["stability_score"] for r in records], np.float32),
@@ -486,14 +493,15 @@ class MaskProposer:
         if not decoded.boxes:
             timings["postprocess"] = (time.perf_counter() - started) * 1e3
             empty = np.zeros((0,), np.float32)
-            return Proposals(np.zeros((0, height, width), bool), np.zeros((0, 4), np.float32), empty, empty, timings)
+            return Proposals(BoxMasks.empty((height, width)), np.zeros((0, 4), np.float32), empty, empty, timings)
         boxes, iou = torch.cat(decoded.boxes), torch.cat(decoded.iou)
         stability = torch.cat(decoded.stability)
         keep = batched_nms(boxes.float(), iou, torch.zeros_like(boxes[:, 0]), iou_threshold=nms_thresh)
         all_packed = np.concatenate(decoded.packed)
         removed = np.setdiff1d(np.arange(len(all_packed)), keep.numpy())
         all_boxes, all_iou, all_stability = boxes, iou, stability
-        masks = _unpack(all_packed[keep.numpy()], height, width)
+        # Unpacked one at a time into crops of their boxes: no (N, H, W) stack, now or in the frame cache.
+        masks = BoxMasks.from_packed(all_packed[keep.numpy()], (height, width))
         boxes, iou, stability = boxes[keep], iou[keep], stability[keep]
         if min_region_area > 0:
             thresh = max(nms_thresh, self.settings.crop_nms_thresh)
@@ -504,7 +512,8 @@ class MaskProposer:
                                    all_iou[removed].numpy(), nms_thresh)
             if wholes:
                 index = torch.as_tensor(removed[wholes])
-                masks = np.concatenate([masks, _unpack(all_packed[removed[wholes]], height, width)])
+                restored = BoxMasks.from_packed(all_packed[removed[wholes]], (height, width))
+                masks = BoxMasks.concatenate([masks, restored])
                 boxes = torch.cat([boxes, all_boxes[index]])
                 iou, stability = torch.cat([iou, all_iou[index]]), torch.cat([stability, all_stability[index]])
         timings["postprocess"] = (time.perf_counter() - started) * 1e3
@@ -661,20 +670,19 @@ def _unpack(packed: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def nested_wholes(
-    kept: np.ndarray, packed: np.ndarray, boxes_xyxy: np.ndarray, predicted_iou: np.ndarray, duplicate_iou: float
+    kept: BoxMasks, packed: np.ndarray, boxes_xyxy: np.ndarray, predicted_iou: np.ndarray, duplicate_iou: float
 ) -> list[int]:
-    """Indices of the removed masks (`packed`: bit-packed rows, with their inclusive xyxy boxes and predicted IoU) to
-    restore: each contains a kept mask (covers >= 90% of it and is >= 1.2x its area, selection's own part rule) and
-    is no duplicate (mask IoU >= duplicate_iou) of a kept or already restored mask it does not contain. Best
-    predicted IoU first."""
+    """Indices of the removed masks (`packed`: full-frame masks bit-packed one per row, with their inclusive xyxy
+    boxes and predicted IoU) to restore: each contains a kept mask (covers >= 90% of it and is >= 1.2x its area,
+    selection's own part rule) and is no duplicate (mask IoU >= duplicate_iou) of a kept or already restored mask it
+    does not contain. Best predicted IoU first."""
     if len(kept) == 0 or len(packed) == 0:
         return []
-    kept_packed = np.packbits(kept.reshape(len(kept), -1), axis=1)
-    kept_area = np.bitwise_count(kept_packed).sum(axis=1)
-    kept_boxes = batched_mask_to_box(torch.from_numpy(kept)).numpy().astype(np.float64)
-    area = np.bitwise_count(packed).sum(axis=1)
+    kept_area = kept.areas
+    kept_boxes = kept.inclusive_boxes().astype(np.float64)
+    area = np.bitwise_count(packed).sum(axis=1, dtype=np.int64)
     chosen: list[int] = []
-    chosen_packed: list[np.ndarray] = []
+    chosen_masks: list[BoxMasks] = []
     for i in np.argsort(-predicted_iou, kind="stable"):
         box = boxes_xyxy[i]
         # Only kept masks whose box lies inside this one's (2 px slack) and that are clearly smaller can be parts.
@@ -683,36 +691,42 @@ def nested_wholes(
                   & (area[i] >= 1.2 * kept_area) & (kept_area > 0))
         if not inside.any():
             continue
-        inter = np.bitwise_count(kept_packed & packed[i]).sum(axis=1)
-        if not (inside & (inter >= 0.9 * kept_area)).any():
+        # Only candidates that get this far are unpacked, each into the crop of its own box.
+        candidate = BoxMasks.from_packed(packed[i : i + 1], kept.frame_size)
+        parts = np.flatnonzero(inside)
+        if not (candidate.intersection(0, parts, kept) >= 0.9 * kept_area[parts]).any():
             continue
-        others_packed = np.concatenate([kept_packed, *[p[None] for p in chosen_packed]])
-        others_area = np.concatenate([kept_area, [area[j] for j in chosen]])
-        inter_all = np.bitwise_count(others_packed & packed[i]).sum(axis=1)
+        others = BoxMasks.concatenate([kept, *chosen_masks])
+        others_area = others.areas
+        inter_all = candidate.intersection(0, None, others)
         union = others_area + area[i] - inter_all
         # A whole overlaps its parts by design (up to 1/1.2 IoU); it duplicates only what it does not contain.
         holds = (inter_all >= 0.9 * others_area) & (area[i] >= 1.2 * others_area)
         if ((inter_all >= duplicate_iou * np.maximum(union, 1)) & ~holds).any():
             continue
         chosen.append(int(i))
-        chosen_packed.append(packed[i])
+        chosen_masks.append(candidate)
     return chosen
 
 
 def _remove_small_regions(
-    masks: np.ndarray, min_area: int, nms_thresh: float
-) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
-    """SamAutomaticMaskGenerator.postprocess_small_regions on bool masks (no RLE round trip): masks, boxes, order."""
-    cleaned, scores = [], []
-    for mask in masks:
-        mask, changed_holes = remove_small_regions(mask, min_area, mode="holes")
-        mask, changed_islands = remove_small_regions(mask, min_area, mode="islands")
-        cleaned.append(mask)
-        scores.append(float(not (changed_holes or changed_islands)))  # NMS prefers masks that needed no fixing
-    stacked = np.stack(cleaned)
-    boxes = batched_mask_to_box(torch.from_numpy(stacked))
+    masks: BoxMasks, min_area: int, nms_thresh: float
+) -> tuple[BoxMasks, torch.Tensor, torch.Tensor]:
+    """SamAutomaticMaskGenerator.postprocess_small_regions without the RLE round trip: masks, boxes, order.
+    Each mask is cleaned on a full frame (holes and islands are decided against the whole frame), one at a time."""
+    scores = []
+
+    def cleaned():
+        for i in range(len(masks)):
+            mask, changed_holes = remove_small_regions(masks.full(i), min_area, mode="holes")
+            mask, changed_islands = remove_small_regions(mask, min_area, mode="islands")
+            scores.append(float(not (changed_holes or changed_islands)))  # NMS prefers masks that needed no fixing
+            yield mask
+
+    fixed = BoxMasks.from_masks(cleaned(), masks.frame_size)
+    boxes = torch.from_numpy(fixed.inclusive_boxes())  # batched_mask_to_box's boxes, from the crops
     keep = batched_nms(boxes.float(), torch.tensor(scores), torch.zeros_like(boxes[:, 0]), iou_threshold=nms_thresh)
-    return stacked[keep.numpy()], boxes[keep], keep
+    return fixed[keep.numpy()], boxes[keep], keep
 
 
 def coarse_to_fine(side: int) -> list[np.ndarray]:

@@ -16,6 +16,7 @@ import numpy as np
 from promptbox import relations
 from promptbox.command import Target
 from promptbox.detection import Candidate, Detection, NotFound
+from promptbox.masks import BoxMasks
 from promptbox.regions import Regions
 
 # Generic phrases the target competes with in calibrate(): a crop that matches "a table" as well as "red mug" is not
@@ -69,7 +70,7 @@ def calibrate(similarity: np.ndarray, background_similarity: np.ndarray, logit_s
 
 
 def select(
-    masks: np.ndarray,
+    masks: BoxMasks | np.ndarray,
     boxes_xyxy: np.ndarray,
     similarity: np.ndarray,
     confidence: np.ndarray,
@@ -84,9 +85,9 @@ def select(
 ) -> Detection | NotFound:
     """Choose one region for `target`.
 
-    masks (N,H,W) bool and boxes_xyxy (N,4) are in source pixels; similarity (N,) is raw cosine, confidence (N,) is
-    calibrate()'s output, which ranks the regions and gates the answer. `is_target` (N,) marks the regions whose
-    top-1 label is the target (default: confidence >= min_score).
+    masks (BoxMasks, or an (N,H,W) bool stack) and boxes_xyxy (N,4) are in source pixels; similarity (N,) is raw
+    cosine, confidence (N,) is calibrate()'s output, which ranks the regions and gates the answer. `is_target` (N,)
+    marks the regions whose top-1 label is the target (default: confidence >= min_score).
     - Plain: the most confident region, or the largest region containing it whose similarity is within
       `part_margin` and which passes min_score (the whole screwdriver, not its head).
     - A part ("cap of marker", `whole` = the marker's scores): the most confident region inside the best whole;
@@ -98,7 +99,7 @@ def select(
     A qualifier that cannot be applied is never dropped silently: the answer's notes or reason say so.
     """
     masks, boxes, sim, conf = _check(masks, boxes_xyxy, similarity, confidence, part_margin, top_k)
-    n = masks.shape[0]
+    n = len(masks)
     if n == 0:
         return NotFound(phrase=target.phrase, reason="no mask proposals in the image")
     top1 = conf >= min_score if is_target is None else np.asarray(is_target, dtype=bool)
@@ -149,8 +150,7 @@ def select(
         phrase=target.phrase,
         box_xyxy=_box(boxes[chosen]),
         score=float(conf[chosen]),
-        # A copy: a view would keep the whole (N,H,W) proposal stack alive as long as the Detection.
-        mask=masks[chosen].copy(),
+        mask=masks.full(chosen),  # the one full-frame mask an answer carries
         alternatives=alternatives,
         notes=notes,
     )
@@ -291,7 +291,7 @@ def _spatial_key(spatial: str, plausible: list[int], regions: Regions, boxes: np
     b = boxes[plausible]
     cx = (b[:, 0] + b[:, 2]) / 2
     cy = (b[:, 1] + b[:, 3]) / 2
-    height, width = regions.masks.shape[1:]
+    height, width = regions.masks.frame_size
     words = spatial.split()
     if len(words) == 2:  # Target has checked the pair: a top/bottom, then a left/right
         vertical, horizontal = words
@@ -352,20 +352,22 @@ def _below(score: float, min_score: float) -> str:
 
 
 def _check(
-    masks: np.ndarray,
+    masks: BoxMasks | np.ndarray,
     boxes: np.ndarray,
     similarity: np.ndarray,
     confidence: np.ndarray,
     part_margin: float,
     top_k: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    masks = np.asarray(masks).astype(bool, copy=False)
+) -> tuple[BoxMasks, np.ndarray, np.ndarray, np.ndarray]:
+    if not isinstance(masks, BoxMasks):
+        dense = np.asarray(masks).astype(bool, copy=False)
+        if dense.ndim != 3:
+            raise ValueError(f"masks has shape {dense.shape}; accepted: (N, H, W) bool, or BoxMasks")
+        masks = BoxMasks.from_dense(dense)
     boxes = np.asarray(boxes, dtype=np.float64)
     sim = np.asarray(similarity, dtype=np.float64)
     conf = np.asarray(confidence, dtype=np.float64)
-    if masks.ndim != 3:
-        raise ValueError(f"masks has shape {masks.shape}; accepted: (N, H, W) bool")
-    n = masks.shape[0]
+    n = len(masks)
     if n == 0 and boxes.size == 0:
         boxes = boxes.reshape(0, 4)
     for name, value, shape in (("boxes_xyxy", boxes, (n, 4)), ("similarity", sim, (n,)), ("confidence", conf, (n,))):

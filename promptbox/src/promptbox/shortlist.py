@@ -15,22 +15,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from promptbox.masks import BoxMasks
 from promptbox.matching import PatchTokens
 
 _POOL_BATCH = 16  # masks turned into token-grid weights at a time: N x H x W floats at once would be large
 
 
-def pooled_embeddings(tokens: PatchTokens, masks: np.ndarray) -> torch.Tensor:
-    """(N, D) L2-normalised embeddings of the regions `masks` ((N, H, W) bool, frame size): the patch tokens
-    averaged with each token's share of the mask's pixels as weight."""
-    masks = np.asarray(masks)
-    if masks.ndim != 3 or masks.shape[1:] != tuple(tokens.frame_size):
+def pooled_embeddings(tokens: PatchTokens, masks: BoxMasks | np.ndarray) -> torch.Tensor:
+    """(N, D) L2-normalised embeddings of the regions `masks` (BoxMasks, or an (N, H, W) bool stack, frame size):
+    the patch tokens averaged with each token's share of the mask's pixels as weight."""
+    if not isinstance(masks, BoxMasks):
+        masks = np.asarray(masks)
+    if len(masks.shape) != 3 or masks.shape[1:] != tuple(tokens.frame_size):
         raise ValueError(f"masks: shape {masks.shape} does not fit a {tokens.frame_size} frame; accepted: (N, H, W)")
     grid_h, grid_w, dim = tokens.tokens.shape
     flat = tokens.tokens.reshape(grid_h * grid_w, dim)
     out = []
     for start in range(0, len(masks), _POOL_BATCH):
-        batch = torch.from_numpy(np.ascontiguousarray(masks[start : start + _POOL_BATCH])).to(flat.device)
+        # Full frames only for this batch: area pooling over the frame is what gives each token its weight.
+        stop = min(start + _POOL_BATCH, len(masks))
+        dense = masks.to_dense(range(start, stop)) if isinstance(masks, BoxMasks) else masks[start:stop]
+        batch = torch.from_numpy(np.ascontiguousarray(dense)).to(flat.device)
         # Area interpolation gives each token the fraction of its cell the mask covers.
         weights = F.interpolate(batch[:, None].float(), size=(grid_h, grid_w), mode="area")[:, 0]
         weights = weights.reshape(len(batch), -1)

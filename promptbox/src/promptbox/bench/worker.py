@@ -86,8 +86,13 @@ def run_job(job: dict) -> dict:
             "found": run.found,
         })
         if index < job["agreement_frames"]:
-            masks = np.asarray(run.proposals.masks, dtype=bool)
-            np.savez_compressed(agreement_dir / f"{job['key']}_{index}.npz", packed=np.packbits(masks, axis=-1),
+            masks = run.proposals.masks
+            height, width = masks.frame_size
+            # The file's layout is (N, H, W) packed along W, filled one full-frame mask at a time.
+            packed = np.zeros((len(masks), height, -(-width // 8)), np.uint8)
+            for i in range(len(masks)):
+                packed[i] = np.packbits(masks.full(i), axis=-1)
+            np.savez_compressed(agreement_dir / f"{job['key']}_{index}.npz", packed=packed,
                                 shape=np.array(masks.shape))
     # Read before the decoder comparison, which builds upstream's predictor: the peak is the mode's alone.
     peak_rss_mb = _peak_rss_mb()
