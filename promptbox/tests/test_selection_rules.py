@@ -225,6 +225,32 @@ def test_a_part_named_confidently_by_itself_needs_no_confident_whole() -> None:
     assert isinstance(by_whole, Detection) and by_whole.score == pytest.approx(0.9) and not by_whole.notes
 
 
+GREEN_BOOK: Rect = (20, 10, 70, 60)  # the cover: the whole book's mask has the same box, and NMS kept one of them
+GROUP: Rect = (80, 10, 150, 90)  # two touching objects, with one of them inside
+INNER: Rect = (85, 15, 110, 40)
+
+
+def test_the_body_of_a_confident_whole_with_nothing_inside_is_the_whole() -> None:
+    # The green book is confidently named (0.95), but no region inside it was proposed. The cover is the book's
+    # body, so the book's region answers, saying so; before, the search moved on to the unconfident GROUP and the
+    # answer was "the 'green book' ... was not found (best 0.05 ...)", which is false.
+    masks, boxes = scene(GREEN_BOOK, GROUP, INNER)
+    whole = scores("green book", [0.95, 0.05, 0.02])
+    result = select(masks, boxes, np.array([0.2, 0.1, 0.1]), np.array([0.01, 0.0, 0.0]),
+                    Target("cover of green book"), min_score=0.5, whole=whole)
+    assert isinstance(result, Detection) and result.box_xyxy == box(GREEN_BOOK)
+    assert result.score == pytest.approx(0.95)
+    assert "no region inside the 'green book' was proposed for 'cover'" in result.notes[0]
+
+
+def test_a_part_that_is_not_the_body_is_never_answered_with_its_whole() -> None:
+    masks, boxes = scene(GREEN_BOOK, GROUP, INNER)
+    result = select(masks, boxes, np.array([0.2, 0.1, 0.1]), np.array([0.01, 0.0, 0.0]), Target("cap of marker"),
+                    min_score=0.5, whole=scores("marker", [0.95, 0.05, 0.02]))
+    assert isinstance(result, NotFound)
+    assert vocabulary.BODY_PARTS <= vocabulary.PART_NOUNS
+
+
 def test_part_requests_are_recognised_by_their_part_noun() -> None:
     assert vocabulary.part_request("cap of marker") == ("cap", "marker")
     assert vocabulary.part_request("head of the screwdriver") == ("head", "screwdriver")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from promptbox import relations
+from promptbox import relations, vocabulary
 from promptbox.command import Target
 from promptbox.detection import Candidate, Detection, NotFound
 from promptbox.masks import BoxMasks
@@ -110,9 +110,10 @@ def select(
     notes: list[str] = []
     miss = None
     if whole is not None:
-        chosen, miss, owner = _part_of_whole(regions, conf, whole, target, min_score)
+        chosen, miss, owner, note = _part_of_whole(regions, conf, whole, target, min_score)
         # The evidence for a part is its whole: object names compete with "marker", not with "cap of marker".
         conf = conf.copy()
+        notes.extend([note] if note else [])
         if owner is not None:
             conf[chosen] = whole.confidence[owner]
         elif miss is None:
@@ -192,32 +193,51 @@ def _whole_over_parts(regions: Regions, sim: np.ndarray, conf: np.ndarray, min_s
 
 def _part_of_whole(
     regions: Regions, conf: np.ndarray, whole: PhraseScores, target: Target, min_score: float
-) -> tuple[int, str | None, int | None]:
+) -> tuple[int, str | None, int | None, str | None]:
     """An explicit part ("cap of marker"): the region inside the most confident whole (among regions with regions
-    inside them) that scores best for the part phrase. Returns (chosen, reason if not found, the whole's index).
+    inside them) that scores best for the part phrase. Returns (chosen, reason if not found, the whole's index, a
+    note for the answer).
+
+    The body of an object ("the body of the bottle", "the cover of the book") is the object minus its small
+    attachments, so when the most confident whole is confidently named and no region inside it was proposed (SAM
+    did not split off the body, or box NMS kept one of two masks with the same box), the whole's own region is the
+    body, said in the notes. Any other part needs a region of its own: the marker is not its cap.
 
     When no whole is confidently named, a region that is itself confidently the part phrase (against the object
     names, "marker" among them) and lies inside another region is the part: the whole is then evidenced by the part
     ("the cap of a marker" is a marker's cap). Its whole index is None, and the caller says so in the notes."""
     n = len(conf)
+    order = [int(j) for j in np.argsort(-whole.confidence, kind="stable")]
+    request = vocabulary.part_request(target.phrase)
+    best = order[0]
+    if (request is not None and request[0].split()[-1] in vocabulary.BODY_PARTS
+            and whole.confidence[best] >= min_score and not _inside(regions, best, n)):
+        return best, None, best, (f"no region inside the {whole.phrase!r} was proposed for {request[0]!r}: the "
+                                  f"answer is the whole {whole.phrase!r}, of which the {request[0]} is the body")
     # Most confident whole first, stopping at the first with a region inside: not every pair of regions.
-    for owner in (int(j) for j in np.argsort(-whole.confidence, kind="stable")):
-        inside = [i for i in range(n) if i != owner and owner in regions.containers(i, among=[owner])]
+    for owner in order:
+        inside = _inside(regions, owner, n)
         if inside:
             break
     else:
         owner, inside = None, []
     if owner is not None and whole.confidence[owner] >= min_score:
-        return max(inside, key=lambda i: conf[i]), None, owner
+        return max(inside, key=lambda i: conf[i]), None, owner, None
     parts = [int(i) for i in np.argsort(-conf, kind="stable") if regions.containers(i)]  # inside another region
     if parts and conf[parts[0]] >= min_score:
-        return parts[0], None, None
+        return parts[0], None, None, None
     if owner is None:
-        return int(np.argmax(conf)), f"no region inside a {whole.phrase!r} was proposed for {target.phrase!r}", None
+        return (int(np.argmax(conf)), f"no region inside a {whole.phrase!r} was proposed for {target.phrase!r}",
+                None, None)
     reason = (f"the {whole.phrase!r} that {target.phrase!r} belongs to was not found (best "
               f"{_below(float(whole.confidence[owner]), min_score)}), and the best part region scored "
               f"{_below(float(conf[parts[0]]), min_score)} as {target.phrase!r} by itself")
-    return max(inside, key=lambda i: conf[i]), reason, owner
+    return max(inside, key=lambda i: conf[i]), reason, owner, None
+
+
+def _inside(regions: Regions, owner: int, n: int) -> list[int]:
+    """The regions that `owner` contains."""
+    return [i for i in range(n) if i != owner and owner in regions.containers(i, among=[owner])]
 
 
 def _plausible(

@@ -100,6 +100,12 @@ PART_NOUNS: frozenset[str] = frozenset(
 )
 
 
+# Part nouns that name an object's main body: the object minus its small attachments (a bottle's body is the bottle
+# without its cap). A mask of the whole object answers them at box level, since the attachments are small; no other
+# part noun may be answered with the whole ("the cap of the marker" is not the marker).
+BODY_PARTS: frozenset[str] = frozenset({"body", "cover", "case"})
+
+
 def part_request(phrase: str) -> tuple[str, str] | None:
     """("cap", "marker") for "cap of marker" (or "cap of the marker"); None when the phrase is not a part."""
     words = phrase.lower().split()
