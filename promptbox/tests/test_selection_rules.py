@@ -117,6 +117,27 @@ def test_the_mug_on_the_left_is_never_the_scissors_on_the_left() -> None:
     assert result.box_xyxy == box(MUG_RIGHT)
 
 
+SCISSORS_RIGHT: Rect = (110, 70, 140, 95)
+
+
+def test_an_unconfident_target_first_in_the_order_makes_the_spatial_answer_not_found() -> None:
+    # Two scissors; the CLIP is sure of the right one (0.91) and nearly of the left one (0.49: its top-1 name, but
+    # "pen" takes much of the share). "The scissors on the left" among the confident ones alone is the right pair: a
+    # wrong object. The left one may be the scissors meant, so the answer is not found, naming it.
+    masks, boxes = scene(SCISSORS_LEFT, SCISSORS_RIGHT)
+    conf = np.array([0.49, 0.91])
+    left = select(masks, boxes, conf * 0.3, conf, Target("scissors", spatial="left"), min_score=0.5,
+                  is_target=np.array([True, True]))
+    assert isinstance(left, NotFound) and left.best is not None and left.best.box_xyxy == box(SCISSORS_LEFT)
+    assert "comes before the confident ones in the order of 'left'" in left.reason
+    right = select(masks, boxes, conf * 0.3, conf, Target("scissors", spatial="right"), min_score=0.5,
+                   is_target=np.array([True, True]))
+    assert isinstance(right, Detection) and right.box_xyxy == box(SCISSORS_RIGHT)  # nothing doubtful before it
+    other = select(masks, boxes, conf * 0.3, conf, Target("scissors", spatial="left"), min_score=0.5,
+                   is_target=np.array([False, True]))  # the left region's top-1 name is something else
+    assert isinstance(other, Detection) and other.box_xyxy == box(SCISSORS_RIGHT)
+
+
 # --- 4. relations ----------------------------------------------------------------------------------------------------
 
 BOOK: Rect = (60, 40, 100, 90)

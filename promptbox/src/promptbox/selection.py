@@ -137,6 +137,16 @@ def select(
                 miss = _too_few(target, len(plausible))
             else:
                 chosen = picked
+                # An object that is probably the target (its top-1 name) but below min_score can still stand first
+                # in the order: then the most confident candidates do not settle which one the command means, and
+                # answering the next confident one is a wrong object ("the scissors on the left" boxing the right).
+                doubtful = _doubtful(regions, boxes, conf, min_score, top1, plausible)
+                first = _by_spatial(target, plausible + doubtful, regions, boxes, conf) if doubtful else picked
+                if first != picked:
+                    chosen = first
+                    miss = (f"a region whose top label is {target.phrase!r} but that scored "
+                            f"{_below(float(conf[first]), min_score)} comes before the confident ones in the order "
+                            f"of {target.spatial!r}, so which {target.phrase!r} is meant is not settled")
 
     alternatives = _candidates([i for i in np.argsort(-conf, kind="stable") if i != chosen][:top_k], boxes, sim, conf)
     if miss is not None or conf[chosen] < min_score:
@@ -254,6 +264,22 @@ def _plausible(
             continue
         kept.append(i)
     return [i for i in kept if not regions.containers(i, among=kept)]
+
+
+def _doubtful(
+    regions: Regions, boxes: np.ndarray, conf: np.ndarray, min_score: float, top1: np.ndarray, plausible: list[int]
+) -> list[int]:
+    """Objects that may be the target: regions whose top-1 label it is but below min_score, one per object, none a
+    near-duplicate of, inside or around a plausible region (a part of a confident target is not another one)."""
+    out: list[int] = []
+    for i in (int(i) for i in np.argsort(-conf, kind="stable")):
+        kept = plausible + out
+        if not top1[i] or conf[i] >= min_score or _box_iou(boxes[i], boxes[kept]).max() > DUPLICATE_IOU:
+            continue
+        if regions.containers(i, among=kept) or any(i in regions.containers(k, among=[i]) for k in kept):
+            continue
+        out.append(i)
+    return out
 
 
 def _by_relation(
