@@ -279,6 +279,17 @@ def test_part_requests_are_recognised_by_their_part_noun() -> None:
     assert vocabulary.part_request("mug") is None
 
 
+def test_a_not_found_answer_says_what_its_best_region_reads_as() -> None:
+    # "the green mug" where the only mug reads as "white mug": not found (a box would be a false one whenever the
+    # mug really is white, which the model cannot tell from a colour-class pair it never saw), and the reason says
+    # what the model saw, so the user can ask again.
+    masks, boxes = scene(MUG, SCISSORS_LEFT)
+    result = select(masks, boxes, np.array([0.3, 0.2]), np.array([0.1, 0.0]), Target("green mug"), min_score=0.5,
+                    is_target=np.array([False, False]), rival=("white mug", "scissors"))
+    assert isinstance(result, NotFound)
+    assert result.reason == "best candidate for 'green mug' scored 0.10, below min_score 0.50 (it reads as 'white mug')"
+
+
 # --- 7. the answer says what was not used ----------------------------------------------------------------------------
 
 

@@ -230,6 +230,7 @@ class Locator:
                 part_margin=self.config.part_margin,
                 top_k=self.config.top_k,
                 is_target=scores.top1,
+                rival=scores.rival,
                 anchor=anchor,
                 whole=whole,
             )
@@ -250,7 +251,10 @@ class Locator:
         # The model's own temperature: the one its contrastive training calibrated its logits with.
         confidence = calibrate(similarity, rival_sim, logit_scale=self.matcher.logit_scale)
         top1 = similarity >= rival_sim.max(axis=1) if rival_sim.size else np.ones_like(similarity, bool)
-        return PhraseScores(phrase, similarity, confidence, top1)
+        # What each region reads as, for a not-found answer's reason ("it reads as 'white mug'").
+        rival_names = [*(self._names[i] for i in names), *BACKGROUND_PHRASES, *variants]
+        rival = tuple(rival_names[j] for j in rival_sim.argmax(axis=1)) if rival_sim.size else ()
+        return PhraseScores(phrase, similarity, confidence, top1, rival)
 
     def _tokens(self, image: np.ndarray, frame: FrameEmbedding | None) -> PatchTokens:
         """The frame's CLIP patch tokens, computed once per prepared frame."""

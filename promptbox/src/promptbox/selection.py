@@ -43,6 +43,7 @@ class PhraseScores:
     similarity: np.ndarray  # (N,)
     confidence: np.ndarray  # (N,)
     top1: np.ndarray  # (N,) bool
+    rival: tuple[str, ...] = ()  # per region, the competing name that scored highest ((): not known)
 
 DUPLICATE_IOU = 0.7
 
@@ -82,6 +83,7 @@ def select(
     is_target: np.ndarray | None = None,
     anchor: PhraseScores | None = None,
     whole: PhraseScores | None = None,
+    rival: tuple[str, ...] = (),
 ) -> Detection | NotFound:
     """Choose one region for `target`.
 
@@ -96,7 +98,9 @@ def select(
     - A spatial word picks among the plausible regions: target regions at min_score, one per object.
     - A relation (`anchor` = the anchor phrase's scores) picks the plausible region that best stands in that
       relation to the best anchor region; no anchor, or no region in that relation, is NotFound saying so.
-    A qualifier that cannot be applied is never dropped silently: the answer's notes or reason say so.
+    A qualifier that cannot be applied is never dropped silently: the answer's notes or reason say so. `rival` (N,
+    optional) names each region's strongest competing name; a not-found answer says what its best region reads as
+    ("it reads as 'white mug'"), so a user sees why, without a box the model cannot back.
     """
     masks, boxes, sim, conf = _check(masks, boxes_xyxy, similarity, confidence, part_margin, top_k)
     n = len(masks)
@@ -151,6 +155,8 @@ def select(
     alternatives = _candidates([i for i in np.argsort(-conf, kind="stable") if i != chosen][:top_k], boxes, sim, conf)
     if miss is not None or conf[chosen] < min_score:
         reason = miss or f"best candidate for {target.phrase!r} scored {_below(conf[chosen], min_score)}"
+        if miss is None and len(rival) == n and not top1[chosen]:
+            reason += f" (it reads as {rival[chosen]!r})"
         return NotFound(
             phrase=target.phrase,
             reason="; ".join([reason, *notes]),
