@@ -109,3 +109,19 @@ def test_exact_mode_reports_its_prepared_frame_and_the_prompts_it_decoded(tiny):
     assert "same runs, frame prepared" in table
     grid = options.points_per_side ** 2
     assert f"point prompts decoded per frame {decoded} of {grid} (coarse to fine, covered points skipped)" in table
+
+
+def test_fast_modes_count_the_runs_exact_modes_grid_answered(tiny):
+    _, report = tiny
+    table = bench.format_table(report)
+    for name in ("fast", "fast_prepared"):
+        mode = report["modes"][name]
+        # The count is of runs whose own timings carry the fallback's stages (the worker records each run's).
+        assert 0 <= mode["fallback_runs"] <= mode["stages"]["total"]["n"]
+        fell_back = "fallback proposing" in mode["stages"]
+        assert (mode["fallback_runs"] > 0) == fell_back
+        assert (f"{MODE_LABELS[name]}: exact mode's grid answered {mode['fallback_runs']} of "
+                f"{mode['stages']['total']['n']} runs") in table
+    off = json.loads(json.dumps(report))
+    off["config"]["fast_fallback"] = False
+    assert "no fallback (--no-fast-fallback)" in bench.format_table(off)

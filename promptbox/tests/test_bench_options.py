@@ -154,3 +154,11 @@ def test_amg_settings_reach_the_workers_and_the_grid_keeps_its_own_option(tmp_pa
         bench_options.options_from_args(_parse(["--amg", "points_per_side=8"]))
     with pytest.raises(ValueError, match="'maybe' is not a bool"):
         bench_options.options_from_args(_parse(["--amg", "skip_covered_points=maybe"]))
+
+
+def test_no_fast_fallback_reaches_the_workers():
+    workload = workloads.Workload(label="x", frames=(), size=(160, 120))
+    default = runner._jobs(bench_options.options_from_args(_parse([])), workload, 0, None, "m")
+    off = runner._jobs(bench_options.options_from_args(_parse(["--no-fast-fallback"])), workload, 0, None, "m")
+    assert all(job["locator"]["fast_fallback"] is True for job in default.values())
+    assert all(job["locator"]["fast_fallback"] is False for job in off.values())

@@ -38,6 +38,7 @@ class BenchOptions:
     matching: tuple[str, ...] = ()  # LocatorConfig.matching values to run promptbox's modes with; (): the default
     decoder_prompts: int = 16  # prompts for the per-prompt decoder comparison; 0 skips it
     amg: tuple[tuple[str, object], ...] = ()  # other AmgSettings fields for promptbox's modes, e.g. full grid
+    fast_fallback: bool = True  # LocatorConfig.fast_fallback for the fast modes
 
     def __post_init__(self) -> None:
         _at_least("--scenes", self.scenes, 1)
@@ -107,6 +108,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--amg", action="append", default=[], metavar="NAME=VALUE",
                         help="another AMG setting for promptbox's modes, e.g. --amg skip_covered_points=false "
                              "(every grid point, as upstream); repeatable")
+    models.add_argument("--no-fast-fallback", dest="fast_fallback", action="store_false",
+                        help="fast modes answer from the similarity map's prompts alone (default: they fall back to "
+                             "exact mode's grid when nothing those prompts propose passes min_score)")
     models.add_argument("--thresholds", choices=THRESHOLDS, default="auto",
                         help="AMG IoU/stability thresholds: seed (0.8/0.85), zero (keep every mask), auto: zero iff "
                              "weights are random")
@@ -136,6 +140,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         matching=parse_matching(args.matching),
         decoder_prompts=args.decoder_prompts,
         amg=parse_amg(args.amg),
+        fast_fallback=args.fast_fallback,
     )
 
 

@@ -53,6 +53,7 @@ def _jobs(options: BenchOptions, workload: Workload, seed_frames: int, sam_check
             "encoder_backend": options.encoder_backend,
             "points_per_side": options.points_per_side,
             "amg": dict(options.amg),
+            "fast_fallback": options.fast_fallback,
             "random_weights": options.random_weights,
         },
         "agreement_frames": seed_frames,
@@ -129,6 +130,7 @@ def _summarise(options: BenchOptions, workload: Workload, results: dict[str, dic
             "thresholds": any_result["thresholds"],
             "amg": any_result["amg"],
             "fast_points": any_result["fast_points"],
+            "fast_fallback": options.fast_fallback,
             "repeats": {"fast": options.repeats, "exact": options.exact_repeats, "seed": 1},
             "seed_frames": seed_frames,
             "random_weights": any_result["random_weights"],
@@ -175,6 +177,8 @@ def _mode_summary(key: str, result: dict, seed: dict | None, seed_frames: int, s
         # their embedding stage, which is all that `prepare` takes out of a goal.
         "prepared_total": percentiles([s["timings_ms"]["total"] - s["timings_ms"].get("embedding", 0.0)
                                        for s in samples]) if result["mode"] == "exact" else None,
+        # Fast-mode runs whose map prompts found nothing that passed, so exact mode's grid answered.
+        "fallback_runs": sum(any(name.startswith("fallback") for name in s["timings_ms"]) for s in samples),
         "seed_frames_total_ms": None,
         "ratio_vs_seed": None,
         "speedup_vs_seed": None,

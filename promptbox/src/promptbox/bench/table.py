@@ -64,6 +64,12 @@ def format_table(result: dict) -> str:
             skipping = "coarse to fine, covered points skipped" if amg.get("skip_covered_points") else "every point"
             lines.append(f"{mode['label']}: point prompts decoded per frame {decoded} of "
                          f"{amg['points_per_side'] ** 2} ({skipping}).")
+    for mode in result["modes"].values():
+        if mode["mode"].startswith("fast") and cfg.get("fast_fallback", True):
+            lines.append(f"{mode['label']}: exact mode's grid answered {mode['fallback_runs']} of "
+                         f"{mode['stages']['total']['n']} runs (the map's prompts found nothing that passed).")
+        elif mode["mode"].startswith("fast"):
+            lines.append(f"{mode['label']}: no fallback (--no-fast-fallback): the map's prompts alone.")
     if cfg["random_weights"]:
         lines.append("[RANDOM WEIGHTS]: these figures are the compute-only worst case, not a workload.")
     lines.append("frames: " + "; ".join(f"{f['label']} \"{f['command']}\"" for f in cfg["workload"]["frames"]))
