@@ -44,8 +44,14 @@ def test_fast_mode_falls_back_to_the_grid_when_its_prompts_find_nothing(oracle, 
     assert isinstance(alone, NotFound)  # the case under test: the map's one prompt missed
     assert not any("fallback" in name for name in alone.timings_ms)
 
-    result = _locator(oracle, fallback=True).locate(scene.image, command)
+    stages: list[tuple[str, float]] = []
+    result = _locator(oracle, fallback=True).locate(scene.image, command,
+                                                    on_stage=lambda name, progress: stages.append((name, progress)))
     assert isinstance(result, Detection), result.reason
+    assert [name for name, _ in stages] == ["embedding", "proposing", "matching", "selecting", "fallback_proposing",
+                                            "fallback_matching", "fallback_selecting"]
+    progress = [value for _, value in stages]
+    assert progress == sorted(progress)  # feedback never goes back
     # Boxes are pixel edges; the scene's are inclusive.
     np.testing.assert_allclose(result.box_xyxy, np.add(obj.box_xyxy, [0, 0, 1, 1]), atol=1.0)
     assert {"fallback proposing", "fallback matching", "fallback selecting"} <= set(result.timings_ms)

@@ -170,13 +170,17 @@ class Locator:
                 proposals = self._propose(image, frame, text)
             result, proposals = self._answer(image, frame, proposals, target, threshold, timings, stage)
             if self.config.mode == "fast" and self.config.fast_fallback and isinstance(result, NotFound):
-                # The map's peaks found nothing that passes: exact mode's grid on the same frame.
-                stage("proposing", STAGE_PROGRESS["proposing"])
+                # The map's peaks found nothing that passes: exact mode's grid on the same frame. Its stages are
+                # named as such, and progress does not go back (feedback consumers read it as rising).
+                def fallback_stage(name: str, progress: float) -> None:
+                    stage(f"fallback_{name}", STAGE_PROGRESS["selecting"])
+
+                fallback_stage("proposing", 0.0)
                 with _timed(timings, "fallback proposing"):
                     assert frame is not None
                     exact = self._exact_proposals(frame)
                 fallback_timings: dict[str, float] = {}
-                result, exact = self._answer(image, frame, exact, target, threshold, fallback_timings, stage)
+                result, exact = self._answer(image, frame, exact, target, threshold, fallback_timings, fallback_stage)
                 timings.update({f"fallback {k}": v for k, v in fallback_timings.items()})
                 proposals = replace(proposals, timings_ms={
                     **proposals.timings_ms, **{f"fallback.{k}": v for k, v in exact.timings_ms.items()}})
