@@ -116,6 +116,7 @@ class Rig:
         self.sent: list[Header] = []  # headers of the good frames published
         self.streaming = threading.Event()
         self.streaming.set()
+        self._publishing = threading.Lock()  # a tick checks `streaming` and publishes as one step
         # A still scene by default: the Locator's per-content cache then embeds it once for many goals. Tests that
         # need a goal to spend time in the encoder (cancel, preempt) make every frame new.
         self.vary_frames = threading.Event()
@@ -123,16 +124,25 @@ class Rig:
         self.node.create_timer(0.2, self._tick)
 
     def _tick(self) -> None:
-        if not self.streaming.is_set():
-            return
-        self._ticks += 1
-        frame = self.frame
-        if self.vary_frames.is_set():
-            frame = frame.copy()
-            frame[:8, :8] = self._ticks % 256
-        header = self.header("camera_optical", self._ticks)
-        self.camera.publish(bgr8(frame, header))
-        self.sent.append(header)
+        with self._publishing:
+            if not self.streaming.is_set():
+                return
+            self._ticks += 1
+            frame = self.frame
+            if self.vary_frames.is_set():
+                frame = frame.copy()
+                frame[:8, :8] = self._ticks % 256
+            header = self.header("camera_optical", self._ticks)
+            self.camera.publish(bgr8(frame, header))
+            self.sent.append(header)
+
+    def pause_streaming(self, settle_s: float = 0.5) -> None:
+        """Stop the rig's frames, so that the next frame the node receives is one a test publishes: no tick
+        publishes after this returns, and the last one has `settle_s` to land (a goal that waits for a new frame
+        took a late rig frame once on a loaded CI runner)."""
+        with self._publishing:
+            self.streaming.clear()
+        time.sleep(settle_s)
 
     def header(self, frame_id: str, tick: int) -> Header:
         return Header(stamp=Time(sec=1_000 + tick, nanosec=tick * 1000), frame_id=frame_id)

@@ -160,7 +160,7 @@ def _box_inside(detection, width: int, height: int) -> bool:
 
 def _on_camera(rig, msg: Image, command: str = "the cup", every: float = 0.2):
     """A goal on `msg`, published on the camera topic instead of the rig's frames until the goal ends."""
-    rig.streaming.clear()
+    rig.pause_streaming()
     timer = rig.node.create_timer(every, lambda: rig.camera.publish(msg))
     try:
         return rig.locate(command, timeout=180, wait_for_new_frame=True, return_mask=True)
