@@ -28,25 +28,27 @@ def oracle() -> WorldMaskProposer:
     return WorldMaskProposer(SEED, SCENES, SIZE, "val", AMG)
 
 
-def _locator(oracle: WorldMaskProposer, fallback: bool) -> Locator:
-    config = LocatorConfig(clip_model=str(WORLD_WEIGHTS / "world-clip"), mode="fast", fast_points=1,
-                           fast_fallback=fallback, amg=AMG)
-    return Locator(config, proposer=oracle)
+@pytest.fixture(scope="module")
+def locators(oracle: WorldMaskProposer) -> dict[bool, Locator]:
+    """fast_fallback -> a Locator with it: models load once for the module."""
+    config = LocatorConfig(clip_model=str(WORLD_WEIGHTS / "world-clip"), mode="fast", fast_points=1, amg=AMG)
+    return {fallback: Locator(config.with_overrides(fast_fallback=fallback), proposer=oracle)
+            for fallback in (False, True)}
 
 
 @pytest.mark.parametrize(("scene_index", "cls"), CASES)
-def test_fast_mode_falls_back_to_the_grid_when_its_prompts_find_nothing(oracle, scene_index, cls):
+def test_fast_mode_falls_back_to_the_grid_when_its_prompts_find_nothing(locators, scene_index, cls):
     scene = generate_scene(SEED, scene_index, SIZE, split="val")
     (obj,) = [o for o in scene.objects if o.cls == cls]
     command = f"take the {cls}"
 
-    alone = _locator(oracle, fallback=False).locate(scene.image, command)
+    alone = locators[False].locate(scene.image, command)
     assert isinstance(alone, NotFound)  # the case under test: the map's one prompt missed
     assert not any("fallback" in name for name in alone.timings_ms)
 
     stages: list[tuple[str, float]] = []
-    result = _locator(oracle, fallback=True).locate(scene.image, command,
-                                                    on_stage=lambda name, progress: stages.append((name, progress)))
+    result = locators[True].locate(scene.image, command,
+                                   on_stage=lambda name, progress: stages.append((name, progress)))
     assert isinstance(result, Detection), result.reason
     assert [name for name, _ in stages] == ["embedding", "proposing", "matching", "selecting", "fallback_proposing",
                                             "fallback_matching", "fallback_selecting"]
@@ -58,8 +60,8 @@ def test_fast_mode_falls_back_to_the_grid_when_its_prompts_find_nothing(oracle, 
     assert result.timings_ms["total"] >= result.timings_ms["fallback proposing"]
 
 
-def test_an_answer_from_the_prompts_does_not_fall_back(oracle):
+def test_an_answer_from_the_prompts_does_not_fall_back(locators):
     scene = generate_scene(SEED, 2, SIZE, split="val")
-    result = _locator(oracle, fallback=True).locate(scene.image, "take the box")
+    result = locators[True].locate(scene.image, "take the box")
     assert isinstance(result, Detection)
     assert not any("fallback" in name for name in result.timings_ms)
