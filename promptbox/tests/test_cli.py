@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -102,3 +103,20 @@ def test_encoder_backend_reaches_the_eval_config():
 
     args = _eval_parser().parse_args(["/data", "--encoder-backend", "onnx-int8"])
     assert _config(args, "exact").encoder_backend == "onnx-int8"
+
+
+def test_no_fast_fallback_reaches_the_eval_config():
+    from promptbox.evaluation.cli import _config, _eval_parser
+
+    assert _config(_eval_parser().parse_args(["/data"]), "fast").fast_fallback is True
+    args = _eval_parser().parse_args(["/data", "--no-fast-fallback"])
+    assert _config(args, "fast").fast_fallback is False
+
+
+def test_no_fast_fallback_is_a_locate_option():
+    from promptbox.cli import add_fast_fallback_argument
+
+    parser = argparse.ArgumentParser()
+    add_fast_fallback_argument(parser)
+    assert parser.parse_args([]).fast_fallback is True
+    assert parser.parse_args(["--no-fast-fallback"]).fast_fallback is False
