@@ -256,7 +256,8 @@ def test_lifecycle_deactivate_cleanup_configure_activate(launched, graph):
     _until(lambda: "unconfigured: models freed" in launched.text(), 10, "cleanup logged")
     # A value set while unconfigured is the one configure reads. 30 s for a frame: right after reloading the models,
     # a loaded 2-core runner once delivered no camera frame for 4 s (CI), and this test is about the transitions.
-    assert "Set parameter successful" in _run(["ros2", "param", "set", "/locate_node", "image_timeout_s", "30.0"]).stdout
+    done = _run(["ros2", "param", "set", "/locate_node", "image_timeout_s", "30.0"])
+    assert "Set parameter successful" in done.stdout
 
     assert "success=True" in _transition(1)  # configure: loads the models again
     assert "Double value is: 30.0" in _run(["ros2", "param", "get", "/locate_node", "image_timeout_s"]).stdout

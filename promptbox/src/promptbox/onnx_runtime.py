@@ -162,14 +162,20 @@ def _source_digest(*objects) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------------- MobileSAM
-def encoder_graph(sam, cache_dir: Path, device: str = "cpu") -> OnnxGraph:
-    """MobileSAM's image encoder: (1, 3, S, S) normalised, padded pixels -> (1, 256, 64, 64) features."""
+def encoder_graph(sam, cache_dir: Path, device: str = "cpu", grid: tuple[int, int] | None = None) -> OnnxGraph:
+    """MobileSAM's image encoder for one embedding grid (default: the square): (1, 3, 16*rows, 16*cols) normalised,
+    padded pixels -> (1, 256, rows, cols) features (encoder_grid)."""
+    from promptbox.encoder_grid import CELL_PX, FrameShapedEncoder
+
     encoder = sam.image_encoder
-    size = encoder.img_size
-    path = cache_dir / f"mobilesam_vit_t_encoder_{weights_digest(encoder)}.onnx"
-    example = (torch.zeros(1, 3, size, size, device=next(encoder.parameters()).device),)
-    return OnnxGraph(path, lambda: encoder, example, ["image"], ["features"], device=device,
-                     what="the image encoder")
+    side = encoder.img_size // CELL_PX
+    rows, cols = grid or (side, side)
+    square = (rows, cols) == (side, side)
+    name = "" if square else f"_{rows}x{cols}"
+    path = cache_dir / f"mobilesam_vit_t_encoder{name}_{weights_digest(encoder)}.onnx"
+    example = (torch.zeros(1, 3, CELL_PX * rows, CELL_PX * cols, device=next(encoder.parameters()).device),)
+    return OnnxGraph(path, lambda: encoder if square else FrameShapedEncoder(encoder, (rows, cols)), example,
+                     ["image"], ["features"], device=device, what="the image encoder")
 
 
 class PromptDecoder(torch.nn.Module):
@@ -190,30 +196,33 @@ class PromptDecoder(torch.nn.Module):
 
 
 class LowResMasks(torch.nn.Module):
-    """proposals._low_res_masks for every mask token: (B, 4, 256, 256) logits; callers slice the tokens they use
-    (the extra token costs ~1% of the upscaling, one graph serves multimask and single-mask calls)."""
+    """proposals._low_res_masks for every mask token: (B, 4, 4*rows, 4*cols) logits; callers slice the tokens they
+    use (the extra token costs ~1% of the upscaling, one graph serves multimask and single-mask calls)."""
 
-    def __init__(self, sam) -> None:
+    def __init__(self, sam, grid: tuple[int, int]) -> None:
         super().__init__()
         self.mask_decoder = sam.mask_decoder
+        self.grid = grid
 
     def forward(self, hs, keys):
         from promptbox import proposals
 
-        return proposals._low_res_masks(self.mask_decoder, hs, keys, slice(None))
+        return proposals._low_res_masks(self.mask_decoder, hs, keys, slice(None), self.grid)
 
 
 def decoder_graphs(sam, shared, tokens: torch.Tensor, cache_dir: Path, device: str = "cpu", *, int8: bool = False
                    ) -> tuple[OnnxGraph, OnnxGraph]:
-    """(prompt decoder, low-res masks) graphs of `sam`; `shared` and `tokens` are example inputs (any frame).
-    `int8`: run their int8 dynamic quantisations."""
+    """(prompt decoder, low-res masks) graphs of `sam` for `shared.grid` (the image tokens' count and layout are
+    traced in); `shared` and `tokens` are example inputs (any frame of that grid). `int8`: run their int8 dynamic
+    quantisations."""
     from promptbox import proposals
 
     code = _source_digest(proposals._two_way_transformer, proposals._token_to_shared_image,
                           proposals._shared_image_to_token_weights, proposals._image_to_token_weights,
                           proposals._token_to_image, proposals._values_through_out_proj, proposals._split_heads,
                           proposals._low_res_masks)
-    key = weights_digest(sam, ("mask_decoder.",), code)
+    rows, cols = shared.grid
+    key = f"{rows}x{cols}_{weights_digest(sam, ('mask_decoder.',), code)}"
     shared_names = ["src", "pe", "keys_t2i", "values_t2i", "queries_i2t"]
     shared_inputs = (shared.src, shared.pe, shared.keys_token_to_image, shared.values_token_to_image,
                      shared.queries_image_to_token)
@@ -228,7 +237,7 @@ def decoder_graphs(sam, shared, tokens: torch.Tensor, cache_dir: Path, device: s
     with torch.no_grad():
         hs, keys = proposals._two_way_transformer(sam, shared, example)
     low_res = OnnxGraph(
-        cache_dir / f"mobilesam_vit_t_low_res_masks_{key}.onnx", lambda: LowResMasks(sam).eval(),
+        cache_dir / f"mobilesam_vit_t_low_res_masks_{key}.onnx", lambda: LowResMasks(sam, shared.grid).eval(),
         (hs, keys), ["hs", "keys"], ["low_res"],
         {"hs": {0: "batch"}, "keys": {0: "batch"}, "low_res": {0: "batch"}},
         device=device, what="the mask decoder's upscaling", int8=int8,

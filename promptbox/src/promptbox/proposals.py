@@ -33,6 +33,7 @@ from torchvision.ops.boxes import batched_nms
 
 from promptbox import onnx_runtime
 from promptbox.config import ENCODER_BACKENDS, AmgSettings
+from promptbox.encoder_grid import CELL_PX, FrameShapedEncoder, dense_positional_encoding, embedding_grid
 from promptbox.masks import BoxMasks
 
 # Stability is first computed on the low-res logits, as a cheap pre-check: a mask this far below the threshold there
@@ -49,7 +50,7 @@ _CPU_BATCH = 4
 class FrameEmbedding:
     """One frame's image embedding, and the geometry that maps it back to the frame."""
 
-    features: torch.Tensor  # (1, 256, 64, 64)
+    features: torch.Tensor  # (1, 256, rows, cols): 64x48 cells for a 4:3 frame (encoder_grid)
     original_size: tuple[int, int]  # (H, W) of the frame
     input_size: tuple[int, int]  # (H, W) of the frame resized to the encoder's longest side, before padding
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -118,6 +119,7 @@ class _SharedImageSide:
     keys_token_to_image: torch.Tensor  # (heads, N, d) first layer's k_proj(src + pe)
     values_token_to_image: torch.Tensor  # (heads, N, d) first layer's v_proj(src)
     queries_image_to_token: torch.Tensor  # (heads, N, d) first layer's q_proj(src + pe)
+    grid: tuple[int, int] = (0, 0)  # (rows, cols) of the N = rows * cols cells; the ONNX graph's copy needs none
 
 
 @dataclass
@@ -178,16 +180,19 @@ class MaskProposer:
 
     # ----------------------------------------------------------------------------------------------- embedding
     def embed(self, image_rgb: np.ndarray) -> FrameEmbedding:
-        """The frame's image embedding: resize to the encoder's longest side, normalise, pad, encode."""
+        """The frame's image embedding: resize to the encoder's longest side, normalise, pad to a multiple of 64 px
+        (not to the square: encoder_grid), encode."""
         image = _check_rgb(image_rgb)
         started = time.perf_counter()
         resized = self.transform.apply_image(image)  # PIL resize, exactly as SamPredictor.set_image
         pixels = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
         input_size = (int(pixels.shape[-2]), int(pixels.shape[-1]))
         with torch.inference_mode():
-            pixels = self.sam.preprocess(pixels)
+            grid = embedding_grid(self.sam.image_encoder, input_size)
+            # preprocess normalises, then pads with zeros to the square: the grid's corner of it is the same.
+            pixels = self.sam.preprocess(pixels)[..., : CELL_PX * grid[0], : CELL_PX * grid[1]]
             prepared = time.perf_counter()
-            features = self._encode(pixels)
+            features = self._encode(pixels, grid)
         _sync(self.device)
         done = time.perf_counter()
         keep_image = image if self.settings.crop_n_layers > 0 else None
@@ -199,17 +204,21 @@ class MaskProposer:
             image_rgb=keep_image,
         )
 
-    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
+    def _encode(self, pixels: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        encoder = self.sam.image_encoder
+        side = encoder.img_size // CELL_PX
         if self.encoder_backend == "torch":
-            return self.sam.image_encoder(pixels)
-        if "encoder" not in self._onnx:
-            self._onnx["encoder"] = onnx_runtime.encoder_graph(self.sam, self._onnx_cache_dir, self.device)
-        (features,) = self._onnx["encoder"].run(pixels.float())
+            return encoder(pixels) if grid == (side, side) else FrameShapedEncoder(encoder, grid)(pixels)
+        name = f"encoder {grid}"
+        if name not in self._onnx:
+            self._onnx[name] = onnx_runtime.encoder_graph(self.sam, self._onnx_cache_dir, self.device, grid)
+        (features,) = self._onnx[name].run(pixels.float())
         return features.to(self.device)
 
-    def onnx_encoder_path(self) -> Path:
-        """Where the ONNX export of this model's image encoder is cached: keyed by the weights, not the file."""
-        return onnx_runtime.encoder_graph(self.sam, self._onnx_cache_dir).path
+    def onnx_encoder_path(self, grid: tuple[int, int] | None = None) -> Path:
+        """Where the ONNX export of this model's image encoder for `grid` (default: the square) is cached: keyed by
+        the weights and the grid, not the file."""
+        return onnx_runtime.encoder_graph(self.sam, self._onnx_cache_dir, grid=grid).path
 
     def _transformer_and_iou(
         self, shared: _SharedImageSide, tokens: torch.Tensor, mask_slice: slice
@@ -224,19 +233,21 @@ class MaskProposer:
         )
         return hs.to(self.device), keys.to(self.device), iou[:, mask_slice].to(self.device)
 
-    def _low_res(self, hs: torch.Tensor, keys: torch.Tensor, mask_slice: slice) -> torch.Tensor:
-        """(B, M, 256, 256) low-res mask logits of the selected mask tokens, in torch or ONNX Runtime."""
+    def _low_res(self, shared: _SharedImageSide, hs: torch.Tensor, keys: torch.Tensor, mask_slice: slice
+                 ) -> torch.Tensor:
+        """(B, M, 4*rows, 4*cols) low-res mask logits of the selected mask tokens, in torch or ONNX Runtime."""
         if self.encoder_backend == "torch":
-            return _low_res_masks(self.sam.mask_decoder, hs, keys, mask_slice)
-        (low_res,) = self._onnx["low_res"].run(hs, keys)  # _transformer_and_iou built it
+            return _low_res_masks(self.sam.mask_decoder, hs, keys, mask_slice, shared.grid)
+        (low_res,) = self._onnx[f"low_res {shared.grid}"].run(hs, keys)  # _transformer_and_iou built it
         return low_res[:, mask_slice].to(self.device)
 
     def _decoder_graphs(self, shared: _SharedImageSide, tokens: torch.Tensor):
-        if "decoder" not in self._onnx:
-            self._onnx["decoder"], self._onnx["low_res"] = onnx_runtime.decoder_graphs(
+        decoder, low_res = f"decoder {shared.grid}", f"low_res {shared.grid}"
+        if decoder not in self._onnx:
+            self._onnx[decoder], self._onnx[low_res] = onnx_runtime.decoder_graphs(
                 self.sam, shared, tokens, self._onnx_cache_dir, self.device, int8=self.encoder_backend == "onnx-int8"
             )
-        return self._onnx["decoder"], self._onnx["low_res"]
+        return self._onnx[decoder], self._onnx[low_res]
 
     # ------------------------------------------------------------------------------------------ exact (AMG)
     def propose(self, frame: FrameEmbedding) -> Proposals:
@@ -393,7 +404,7 @@ class MaskProposer:
                 # Upscale only the prompts with a surviving mask, and only their surviving masks.
                 wanted = torch.nonzero(keep.any(dim=1)).flatten()
                 for chunk in wanted.split(batch) if len(wanted) else ():
-                    low_res = self._low_res(hs[chunk], keys[chunk], mask_slice)
+                    low_res = self._low_res(shared, hs[chunk], keys[chunk], mask_slice)
                     chunk_keep = keep[chunk]
                     low_res, chunk_iou = low_res[chunk_keep], iou[chunk][chunk_keep]
                     where = torch.nonzero(chunk_keep.cpu())  # (kept, 2): prompt in the chunk, mask token
@@ -407,7 +418,8 @@ class MaskProposer:
         prompt_encoder = self.sam.prompt_encoder
         first = self.sam.mask_decoder.transformer.layers[0]
         src = features[0].flatten(1).T + prompt_encoder.no_mask_embed.weight  # (N, C): the same for every prompt
-        pe = prompt_encoder.get_dense_pe()[0].flatten(1).T.contiguous()
+        grid = (int(features.shape[-2]), int(features.shape[-1]))
+        pe = dense_positional_encoding(prompt_encoder, grid)[0].flatten(1).T.contiguous()
         token_to_image, image_to_token = first.cross_attn_token_to_image, first.cross_attn_image_to_token
         return _SharedImageSide(
             src=src.contiguous(),
@@ -415,6 +427,7 @@ class MaskProposer:
             keys_token_to_image=_split_heads(token_to_image.k_proj(src + pe), token_to_image.num_heads),
             values_token_to_image=_split_heads(token_to_image.v_proj(src), token_to_image.num_heads),
             queries_image_to_token=_split_heads(image_to_token.q_proj(src + pe), image_to_token.num_heads),
+            grid=grid,
         )
 
     def _prompt_tokens(self, coords: torch.Tensor) -> torch.Tensor:
@@ -437,7 +450,8 @@ class MaskProposer:
         out: _Decoded,
     ) -> None:
         """Stability filter (cheap low-res pre-check, exact decision at full size), then boxes and packed masks."""
-        rows, cols, to_rows, to_cols = self._full_size_maps(frame.input_size, frame.original_size)
+        grid = (int(frame.features.shape[-2]), int(frame.features.shape[-1]))
+        rows, cols, to_rows, to_cols = self._full_size_maps(frame.input_size, frame.original_size, grid)
         if rule.stability > 0.0:
             plausible = calculate_stability_score(low_res[:, :rows, :cols], threshold, offset)
             plausible = plausible >= rule.stability - LOW_RES_STABILITY_MARGIN
@@ -458,19 +472,20 @@ class MaskProposer:
         out.stability.append(stability.float().cpu())
         out.packed.append(np.packbits(masks.flatten(1).cpu().numpy(), axis=1))
 
-    def _full_size_maps(self, input_size: tuple[int, int], original_size: tuple[int, int]):
+    def _full_size_maps(self, input_size: tuple[int, int], original_size: tuple[int, int], grid: tuple[int, int]):
         """(rows, cols, to_rows, to_cols): low-res rows/cols that matter and the matrices taking them to full size.
 
-        Built by running sam.postprocess_masks' own interpolations (bilinear = linear per axis) on identity rows.
+        Built by running sam.postprocess_masks' own interpolations (bilinear = linear per axis) on identity rows:
+        low-res masks are 4 px a cell, the encoder's input 16 px a cell (1024 for the square's 64 cells).
         """
-        key = (input_size, original_size)
+        key = (input_size, original_size, grid)
         if key not in self._resize_matrices:
-            size = self.sam.image_encoder.img_size
-            low = 4 * self.sam.prompt_encoder.image_embedding_size[0]  # output_upscaling: 64 -> 256 a side
             maps = []
             for axis in range(2):
+                low = 4 * grid[axis]
                 basis = torch.eye(low, device=self.device)[None]
-                up = F.interpolate(basis, size, mode="linear", align_corners=False)[..., : input_size[axis]]
+                up = F.interpolate(basis, CELL_PX * grid[axis], mode="linear", align_corners=False)
+                up = up[..., : input_size[axis]]
                 up = F.interpolate(up, original_size[axis], mode="linear", align_corners=False)[0]
                 used = int(torch.nonzero(up.abs().sum(dim=1)).max()) + 1
                 maps.append((used, up[:used]))
@@ -636,20 +651,21 @@ def _values_through_out_proj(attn: Attention, v: torch.Tensor) -> torch.Tensor:
     return (values @ w_out).reshape(b, heads * t, -1) + attn.out_proj.bias / heads
 
 
-def _low_res_masks(decoder, hs: torch.Tensor, keys: torch.Tensor, mask_slice: slice) -> torch.Tensor:
-    """(B, M, 256, 256) mask logits, as MaskDecoder.predict_masks computes them, for the selected mask tokens only.
+def _low_res_masks(decoder, hs: torch.Tensor, keys: torch.Tensor, mask_slice: slice, grid: tuple[int, int]
+                   ) -> torch.Tensor:
+    """(B, M, 4*rows, 4*cols) mask logits (256x256 for the square), as MaskDecoder.predict_masks computes them, for
+    the selected mask tokens only; `keys` (B, rows*cols, C) are the image tokens of a (rows, cols) grid.
 
     output_upscaling's own modules and weights, in channels-last memory ((B, N, C) keys already are): LayerNorm2d
     is then a plain layer_norm over the last dimension (its weight, bias, eps), and the GELUs run in place, since
     on CPU writing a fresh 8 MB-a-prompt tensor costs more than the arithmetic.
     """
     b, n, c = keys.shape
-    side = int(math.isqrt(n))
     conv1, norm, act1, conv2, act2 = decoder.output_upscaling
-    x = conv1(keys.transpose(1, 2).view(b, c, side, side)).permute(0, 2, 3, 1).contiguous()  # (B, 128, 128, 64)
+    x = conv1(keys.transpose(1, 2).view(b, c, *grid)).permute(0, 2, 3, 1).contiguous()  # (B, 2*rows, 2*cols, 64)
     x = F.layer_norm(x, norm.weight.shape, norm.weight, norm.bias, norm.eps).permute(0, 3, 1, 2)
     x = torch.ops.aten.gelu_(x, approximate=act1.approximate)
-    x = conv2(x).permute(0, 2, 3, 1)  # (B, 256, 256, 32), contiguous in this order
+    x = conv2(x).permute(0, 2, 3, 1)  # (B, 4*rows, 4*cols, 32), contiguous in this order
     x = torch.ops.aten.gelu_(x, approximate=act2.approximate)
     hyper = torch.stack(
         [decoder.output_hypernetworks_mlps[i](hs[:, 1 + i, :]) for i in range(decoder.num_mask_tokens)[mask_slice]],

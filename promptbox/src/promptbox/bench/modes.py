@@ -137,7 +137,7 @@ def decoder_cost(proposer, image: np.ndarray, prompts: int) -> dict[str, float]:
 
         def masks_pass() -> None:
             for hs, keys in decoded:
-                _low_res_masks(sam.mask_decoder, hs, keys, slice(1, 4))
+                _low_res_masks(sam.mask_decoder, hs, keys, slice(1, 4), shared.grid)
 
         transformer = _median_ms(transformer_pass, device)
         masks = _median_ms(masks_pass, device)

@@ -1,0 +1,82 @@
+"""MobileSAM's image encoder on the frame's own shape, not on upstream's 1024x1024 square.
+
+Upstream resizes a frame's longest side to 1024 and pads the rest with zeros: a 640x480 frame becomes 1024x768 of
+image and 1024x256 of padding, a quarter of the encoder's work, of its activations, and of the image tokens every
+point prompt attends to. TinyViT (MobileSAM's vit_t) has only convolutions and local attention windows, so the
+image's own cells get (nearly) the same embedding without the padding: only cells within a window of the padded edge
+change. The input is padded to a multiple of 64 px (TinyViT's cells are 16 px and its windows need whole cells), the
+embedding is then a (H/16) x (W/16) grid with the square's geometry: cell (r, c) covers the same 16 px as before, so
+prompts keep upstream's coordinates and the decoder takes the square's positional encoding cut to the grid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from mobile_sam.modeling.tiny_vit_sam import TinyViT
+
+__all__ = ["CELL_PX", "FrameShapedEncoder", "dense_positional_encoding", "embedding_grid"]
+
+CELL_PX = 16  # input pixels per embedding cell
+_MULTIPLE = 64  # padding multiple: four cells, so TinyViT's two halvings and its 7- and 14-cell windows fit
+
+
+def embedding_grid(encoder: torch.nn.Module, input_size: tuple[int, int]) -> tuple[int, int]:
+    """(rows, cols) of the embedding for a frame resized to `input_size` (H, W, longest side = encoder.img_size).
+    Encoders other than TinyViT (SAM's ViT-B/L/H have absolute positional embeddings) keep the full square."""
+    side = encoder.img_size // CELL_PX
+    if not isinstance(encoder, TinyViT):
+        return side, side
+    return tuple(min(side, math.ceil(n / _MULTIPLE) * _MULTIPLE // CELL_PX) for n in input_size)  # type: ignore[return-value]
+
+
+class FrameShapedEncoder(torch.nn.Module):
+    """TinyViT run on (1, 3, 16*rows, 16*cols) pixels, giving (1, 256, rows, cols) features.
+
+    TinyViT's blocks read their grid size from `input_resolution` attributes fixed at construction; these are set to
+    this grid for the call and put back afterwards, so upstream's square path (the `upstream` mode's generator) still
+    works on the same module. Not thread-safe: callers serialise inference (the Locator holds a lock).
+    """
+
+    def __init__(self, encoder: TinyViT, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.grid = grid
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        encoder = self.encoder
+        square = _resolutions(encoder.patches_resolution)
+        _set_resolutions(encoder, _resolutions((4 * self.grid[0], 4 * self.grid[1])))
+        try:
+            x = encoder.patch_embed(pixels)
+            for layer in encoder.layers:
+                x = layer(x)
+            rows, cols = self.grid
+            x = x.view(x.shape[0], rows, cols, x.shape[-1]).permute(0, 3, 1, 2)
+            return encoder.neck(x)
+        finally:
+            _set_resolutions(encoder, square)
+
+
+def dense_positional_encoding(prompt_encoder: torch.nn.Module, grid: tuple[int, int]) -> torch.Tensor:
+    """(1, C, rows, cols): the square's encoding cut to the grid, so a cell keeps the position it has in the square
+    (prompt coordinates are normalised by the square's side too)."""
+    return prompt_encoder.get_dense_pe()[:, :, : grid[0], : grid[1]]
+
+
+def _resolutions(patches: tuple[int, int]) -> list[tuple[int, int]]:
+    """Each stage's grid, as TinyViT.__init__ computes it: the patch grid, halved twice, then kept."""
+    rows, cols = patches
+    stages = [(rows, cols), (rows // 2, cols // 2), (rows // 4, cols // 4)]
+    return [*stages, stages[-1]]
+
+
+def _set_resolutions(encoder: TinyViT, resolutions: list[tuple[int, int]]) -> None:
+    for layer, resolution in zip(encoder.layers, resolutions, strict=True):
+        layer.input_resolution = resolution
+        for block in layer.blocks:
+            if hasattr(block, "input_resolution"):  # attention blocks; the first stage's MBConvs have none
+                block.input_resolution = resolution
+        if layer.downsample is not None:
+            layer.downsample.input_resolution = resolution
