@@ -108,3 +108,15 @@ def test_the_json_has_the_same_numbers(dataset):
     assert exact["absent"]["false_box_rate"]["value"] == pytest.approx(1 / 3)
     assert exact["all"]["latency_ms"]["total"]["p50"] == pytest.approx(45.0)
     assert payload["frame_embedding_ms"]["count"] == 2
+
+
+def test_fast_modes_fallbacks_are_counted_in_the_table_and_the_json(dataset):
+    oracle = hand_oracle()
+    fell_back = [command for command, *_ in HAND][:3]
+    for command in fell_back:  # the Locator times "fallback proposing" only when fast mode fell back to the grid
+        oracle.timings[command] = {**oracle.timings[command], "fallback proposing": 5.0}
+    report = build_report(run_eval(oracle, dataset, ["exact", "fast"]))
+    (row,) = [line for line in format_table(report).splitlines() if "fell back to the grid" in line]
+    assert row.split()[-3:] == ["3", "of", "8"]  # fast's cell; exact's is "-"
+    assert "-" in row.split()
+    assert report_dict(report)["modes"]["fast"]["all"]["fallbacks"] == 3

@@ -11,6 +11,7 @@ from promptbox.evaluation.runner import EvalRun
 ALL = "all"
 # The stages a Locator times, in pipeline order; other keys (proposals.*) go to the JSON only.
 MAIN_STAGES = ("text", "embedding", "proposing", "matching", "selecting", "total")
+FALLBACK_STAGE = "fallback proposing"  # the Locator times it only when fast mode falls back to the grid
 _RATES = (
     ("accuracy", "accuracy"),
     ("mean IoU", "mean_iou"),
@@ -116,7 +117,18 @@ def format_table(report: Report) -> str:
     for stage in MAIN_STAGES:
         cells = [_latency_cell(report.per_mode[mode][ALL].latency_ms.get(stage)) for mode in report.modes]
         lines.append(_row(f"  {stage}", cells))
+    if "fast" in report.modes:
+        # Fast mode's cost depends on how often its prompts found nothing and exact mode's grid had to answer.
+        cells = [(str(fallbacks(report.per_mode[mode][ALL])), f"of {report.per_mode[mode][ALL].metrics.queries}")
+                 if mode == "fast" else ("-", "") for mode in report.modes]
+        lines.append(_row("  fell back to the grid", cells))
     return "\n".join(lines)
+
+
+def fallbacks(tag_report: TagReport) -> int:
+    """How many of the tag's queries fast mode answered only after falling back to exact mode's grid."""
+    timed = tag_report.latency_ms.get(FALLBACK_STAGE)
+    return 0 if timed is None else timed.count
 
 
 def report_dict(report: Report) -> dict:
@@ -149,6 +161,7 @@ def _tag_dict(tag_report: TagReport, rates: tuple[tuple[str, str], ...] = _RATES
             payload[name] = {"value": value.value, "hits": value.hits, "total": value.total}
         else:
             payload[name] = {"value": value.value, "count": value.count}
+    payload["fallbacks"] = fallbacks(tag_report)
     payload["latency_ms"] = {stage: _latency_dict(lat) for stage, lat in tag_report.latency_ms.items()}
     return payload
 
