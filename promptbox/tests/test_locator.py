@@ -235,6 +235,10 @@ def test_warm_up_runs_every_stage_the_mode_uses(locator, monkeypatch, mode, matc
                         (warm.matcher, "patch_tokens"), (warm.matcher, "encode_regions")):
         original = getattr(owner, name)
         monkeypatch.setattr(owner, name, lambda *a, _o=original, _n=name, **k: (calls.append(_n), _o(*a, **k))[1])
+    grids = []
+    monkeypatch.setattr(warm.proposer, "_encode", lambda pixels, grid, _o=warm.proposer._encode: (
+        grids.append(grid), _o(pixels, grid))[1])
     warm.warm_up()
     assert {"embed", "propose_points", "encode_texts", "encode_regions"} <= set(calls)
     assert ("patch_tokens" in calls) == patch_pass
+    assert grids == [(48, 64)]  # a 640x480 camera's grid, so an ONNX backend exports the graph goals will use

@@ -96,18 +96,20 @@ class Locator:
         twin.config = self.config.with_overrides(mode=mode)
         return twin
 
-    def warm_up(self) -> None:
-        """Run every stage the configured mode uses once on a small frame, so the first goal doesn't pay for lazy
-        initialisation: the encoder, the decoder, the text tower, the CLIP patch pass (fast mode's map and the
-        matching shortlist) and a crop."""
-        frame = np.zeros((64, 64, 3), np.uint8)
+    def warm_up(self, frame_size: tuple[int, int] = (480, 640)) -> None:
+        """Run every stage the configured mode uses once on a blank frame of `frame_size` (H, W), so the first goal
+        doesn't pay for lazy initialisation: the encoder, the decoder, the text tower, the CLIP patch pass (fast
+        mode's map and the matching shortlist) and a crop. The encoder's grid follows the frame's shape
+        (encoder_grid), and the ONNX backends export one graph per grid: the default is the common 4:3 camera."""
+        height, width = frame_size
+        frame = np.zeros((height, width, 3), np.uint8)
         with self._lock:
             embedding = self.proposer.embed(frame)
-            self.proposer.propose_points(embedding, np.array([[32.0, 32.0]]))
+            self.proposer.propose_points(embedding, np.array([[width / 2, height / 2]]))
             text = self.matcher.encode_text("warm-up object")
             if self.config.mode == "fast" or self.config.matching == "shortlist":
                 self.matcher.similarity_map(frame, text)
-            self.matcher.encode_regions(frame, np.array([[0.0, 0.0, 63.0, 63.0]]), None)
+            self.matcher.encode_regions(frame, np.array([[0.0, 0.0, 63.0, 63.0]]), None)  # one crop's worth
 
     def prepare(self, image_rgb: np.ndarray) -> FrameEmbedding:
         """The image embedding of a frame (and the CLIP patch tokens the mode uses), computed once per frame content
