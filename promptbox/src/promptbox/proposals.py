@@ -50,7 +50,7 @@ _CPU_BATCH = 4
 class FrameEmbedding:
     """One frame's image embedding, and the geometry that maps it back to the frame."""
 
-    features: torch.Tensor  # (1, 256, rows, cols): 64x48 cells for a 4:3 frame (encoder_grid)
+    features: torch.Tensor  # (1, 256, rows, cols): 48 rows of 64 cells for a 4:3 frame (encoder_grid)
     original_size: tuple[int, int]  # (H, W) of the frame
     input_size: tuple[int, int]  # (H, W) of the frame resized to the encoder's longest side, before padding
     timings_ms: dict[str, float] = field(default_factory=dict)
