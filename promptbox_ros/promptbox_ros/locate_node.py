@@ -592,7 +592,6 @@ class LocateNode(LifecycleNode):
             self._feedback(job.handle, stage, progress)
 
         locator = self._locator
-        deadline = time.monotonic() + float(self._values["image_timeout_s"])
         own = _Frame(goal.image, image_to_rgb, "goal.image", 0) if goal.image.width else None
         if own is not None:
             own.rgb()  # an unusable goal image ends the goal now, without waiting for the models
@@ -600,6 +599,9 @@ class LocateNode(LifecycleNode):
         while not self._inference_lock.acquire(timeout=_POLL_S):
             self._check_stop(job)
         try:
+            # image_timeout_s counts from here: time spent waiting for the models (an embedding of 1-2 s on a small
+            # CPU) is not time spent waiting for the camera, and the abort message says the frame did not come.
+            deadline = time.monotonic() + float(self._values["image_timeout_s"])
             frame = own or self._wait_for_frame(job, deadline)  # the newest, taken once the models are free
             age = None if own is not None else frame.age()
             if self._depth is not None:

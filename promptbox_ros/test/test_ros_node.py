@@ -416,6 +416,49 @@ def test_preempt_policy_aborts_the_running_goal(ros_context, node, rig, new_fram
         _stop(extra, spinning)
 
 
+def test_the_frame_wait_starts_once_the_models_are_free(ros_context, node, rig):
+    """A goal that waited for the models (here held by the test, as a long background embedding holds them) still
+    waits image_timeout_s for a new frame: the camera's 2 s start when the models are free, not at the goal."""
+    topic = "/pbtest_busy/image_raw"
+    extra, spinning = _extra_node(ros_context, "/pbtest_busy", topic, node.locator, max_image_age_s=0.5,
+                                  image_timeout_s=2.0, precompute_embedding=False)
+    camera = rig.node.create_publisher(Image, topic, qos_profile_sensor_data)
+    client = ActionClient(rig.node, Locate, "/pbtest_busy/locate")
+    frames = iter(rig.header("busy_camera", i) for i in range(1000))
+
+    def publish() -> None:
+        camera.publish(Image(header=next(frames), height=HEIGHT, width=WIDTH, encoding="rgb8", step=WIDTH * 3,
+                             data=rig.frame.tobytes()))
+
+    held = False
+    try:
+        until(lambda: camera.get_subscription_count() > 0, 20, "the busy node subscribed")
+        until(lambda: client.wait_for_server(timeout_sec=0.1), 20, "the busy node's server appeared")
+        for _ in range(3):  # best effort: one frame alone may be lost
+            publish()
+            time.sleep(0.2)
+        time.sleep(1.0)  # the last frame is now older than max_image_age_s
+        held = extra._inference_lock.acquire(timeout=10)
+        assert held
+        future = client.send_goal_async(Locate.Goal(command="the cup"))
+        handle = until(lambda: future.done() and future.result(), 10, "goal accepted")
+        done = handle.get_result_async()
+        time.sleep(3.0)  # longer than image_timeout_s with the models busy
+        extra._inference_lock.release()
+        held = False
+        time.sleep(0.5)  # the goal now waits for a frame; before the fix it had already given up
+        for _ in range(3):
+            publish()
+            time.sleep(0.2)
+        until(done.done, 20, "the goal ended")
+        assert done.result().status == GoalStatus.STATUS_SUCCEEDED, done.result().result.message
+    finally:
+        if held:
+            extra._inference_lock.release()
+        client.destroy()
+        _stop(extra, spinning)
+
+
 def test_goal_before_any_image_aborts_naming_the_topic(ros_context, node, rig):
     topic = "/pbtest_nocamera/image_raw"
     extra, spinning = _extra_node(ros_context, "/pbtest_nocamera", topic, node.locator, image_timeout_s=1.0)
