@@ -74,7 +74,8 @@ PARAMETERS: dict[str, Spec] = {
                         choices=GOAL_POLICIES),
     "image_transport": Spec("raw", "raw: subscribe to `image`; compressed: to `<resolved image topic>/compressed`",
                             choices=IMAGE_TRANSPORTS),
-    "image_timeout_s": Spec(2.0, "seconds a goal waits for a usable camera frame before it aborts", 0.01, 3600.0),
+    "image_timeout_s": Spec(2.0, "seconds a goal waits for a usable camera frame, once the models are free, "
+                            "before it aborts", 0.01, 3600.0),
     "max_image_age_s": Spec(2.0, "a frame that arrived longer ago than this is not used; 0: no limit", 0.0, 86400.0),
     "precompute_embedding": Spec(False, "embed each new frame while idle so a goal on that frame skips the encoder"),
     "publish_debug_image": Spec(True, "draw and publish debug_image (only while it has subscribers)"),
