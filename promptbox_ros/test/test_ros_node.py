@@ -7,6 +7,7 @@ nodes some tests need (another goal policy, no camera, background embedding), so
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -70,6 +71,29 @@ def _extra_node(ros_context, namespace: str, topic: str, locator, **params):
     node = started(LocateNode(locator=locator, context=ros_context, namespace=namespace, cli_args=remaps(topic),
                                parameter_overrides=overrides(warmup=False, **params)))
     return node, Spinning(ros_context, node, threads=EXECUTOR_THREADS)
+
+
+def _numbered_camera(rig, topic: str, label: str):
+    """A camera publisher of the test's own, and its publish(): the rig's frame stamped with the next number."""
+    camera = rig.node.create_publisher(Image, topic, qos_profile_sensor_data)
+    headers = (rig.header(label, i) for i in itertools.count())
+
+    def publish() -> Header:
+        header = next(headers)
+        camera.publish(Image(header=header, height=HEIGHT, width=WIDTH, encoding="rgb8", step=WIDTH * 3,
+                             data=rig.frame.tobytes()))
+        return header
+
+    return camera, publish
+
+
+def _serving_frames(camera, publish, client, name: str) -> None:
+    """The extra node subscribed and serves goals, and has been sent three frames (best effort: one may be lost)."""
+    until(lambda: camera.get_subscription_count() > 0, 20, f"the {name} node subscribed")
+    until(lambda: client.wait_for_server(timeout_sec=0.1), 20, f"the {name} node's server appeared")
+    for _ in range(3):
+        publish()
+        time.sleep(0.2)
 
 
 def _stop(node, spinning) -> None:
@@ -207,15 +231,8 @@ def test_stale_frames_are_refused_and_a_goal_can_wait_for_a_new_one(ros_context,
     topic = "/pbtest_stale/image_raw"
     extra, spinning = _extra_node(ros_context, "/pbtest_stale", topic, node.locator, max_image_age_s=0.5,
                                   image_timeout_s=1.5)
-    camera = rig.node.create_publisher(Image, topic, qos_profile_sensor_data)
+    camera, publish = _numbered_camera(rig, topic, "stale_camera")
     client = ActionClient(rig.node, Locate, "/pbtest_stale/locate")
-    frames = iter(rig.header("stale_camera", i) for i in range(1000))
-
-    def publish() -> Header:
-        header = next(frames)
-        camera.publish(Image(header=header, height=HEIGHT, width=WIDTH, encoding="rgb8", step=WIDTH * 3,
-                             data=rig.frame.tobytes()))
-        return header
 
     def locate(**goal_fields):
         future = client.send_goal_async(Locate.Goal(command="the cup", **goal_fields))
@@ -223,11 +240,7 @@ def test_stale_frames_are_refused_and_a_goal_can_wait_for_a_new_one(ros_context,
         return handle, handle.get_result_async()
 
     try:
-        until(lambda: camera.get_subscription_count() > 0, 20, "the stale node subscribed")
-        until(lambda: client.wait_for_server(timeout_sec=0.1), 20, "the stale node's server appeared")
-        for _ in range(3):  # best effort: one frame alone may be lost
-            publish()
-            time.sleep(0.2)
+        _serving_frames(camera, publish, client, "stale")
         # The camera stops: its last frame grows old (well past 0.5 s, as a loaded CPU can deliver frames late).
         time.sleep(3.0)
         _, done = locate()
@@ -422,21 +435,12 @@ def test_the_frame_wait_starts_once_the_models_are_free(ros_context, node, rig):
     topic = "/pbtest_busy/image_raw"
     extra, spinning = _extra_node(ros_context, "/pbtest_busy", topic, node.locator, max_image_age_s=0.5,
                                   image_timeout_s=2.0, precompute_embedding=False)
-    camera = rig.node.create_publisher(Image, topic, qos_profile_sensor_data)
+    camera, publish = _numbered_camera(rig, topic, "busy_camera")
     client = ActionClient(rig.node, Locate, "/pbtest_busy/locate")
-    frames = iter(rig.header("busy_camera", i) for i in range(1000))
-
-    def publish() -> None:
-        camera.publish(Image(header=next(frames), height=HEIGHT, width=WIDTH, encoding="rgb8", step=WIDTH * 3,
-                             data=rig.frame.tobytes()))
 
     held = False
     try:
-        until(lambda: camera.get_subscription_count() > 0, 20, "the busy node subscribed")
-        until(lambda: client.wait_for_server(timeout_sec=0.1), 20, "the busy node's server appeared")
-        for _ in range(3):  # best effort: one frame alone may be lost
-            publish()
-            time.sleep(0.2)
+        _serving_frames(camera, publish, client, "busy")
         time.sleep(1.0)  # the last frame is now older than max_image_age_s
         held = extra._inference_lock.acquire(timeout=10)
         assert held
@@ -456,6 +460,7 @@ def test_the_frame_wait_starts_once_the_models_are_free(ros_context, node, rig):
         if held:
             extra._inference_lock.release()
         client.destroy()
+        rig.node.destroy_publisher(camera)
         _stop(extra, spinning)
 
 
