@@ -19,6 +19,7 @@ from mobile_sam.utils.amg import calculate_stability_score
 from scipy.optimize import linear_sum_assignment
 
 from promptbox.config import AmgSettings
+from promptbox.encoder_grid import embedding_grid
 from promptbox.masks import BoxMasks
 from promptbox.proposals import (
     LOW_RES_STABILITY_MARGIN,
@@ -169,7 +170,7 @@ def test_full_size_logits_match_postprocess_masks(sam_model):
 
 
 @pytest.mark.parametrize("grid, input_size, original_size", [((48, 64), (768, 1024), (FRAME_H, FRAME_W)),
-                                                             ((64, 44), (1024, 683), (300, 200))])
+                                                             ((64, 43), (1024, 683), (300, 200))])
 def test_full_size_logits_of_a_frame_shaped_grid(sam_model, grid, input_size, original_size):
     """postprocess_masks' steps on the grid's own low-res size: 4x up to the encoder's input, crop, resize."""
     proposer = _proposer(sam_model)
@@ -180,6 +181,16 @@ def test_full_size_logits_of_a_frame_shaped_grid(sam_model, grid, input_size, or
     want = F.interpolate(up[..., : input_size[0], : input_size[1]], original_size, mode="bilinear",
                          align_corners=False)[:, 0]
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_embedding_grid_is_the_frames_whole_cells(sam_model, structured_sam):
+    encoder = sam_model.image_encoder  # TinyViT
+    assert embedding_grid(encoder, (768, 1024)) == (48, 64)  # 4:3
+    assert embedding_grid(encoder, (576, 1024)) == (36, 64)  # 16:9
+    assert embedding_grid(encoder, (1024, 683)) == (64, 43)  # a part cell counts as a cell
+    assert embedding_grid(encoder, (1024, 1024)) == (64, 64)
+    # Another encoder (the stand-in here; SAM's ViTs have absolute positions): the square, as upstream.
+    assert embedding_grid(structured_sam.image_encoder, (768, 1024)) == (64, 64)
 
 
 def test_low_res_stability_is_within_the_margin(structured_sam):

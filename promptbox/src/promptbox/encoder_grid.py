@@ -4,9 +4,10 @@ Upstream resizes a frame's longest side to 1024 and pads the rest with zeros: a 
 image and 1024x256 of padding, a quarter of the encoder's work, of its activations, and of the image tokens every
 point prompt attends to. TinyViT (MobileSAM's vit_t) has only convolutions and local attention windows, so the
 image's own cells get (nearly) the same embedding without the padding: only cells within a window of the padded edge
-change. The input is padded to a multiple of 64 px (TinyViT's cells are 16 px and its windows need whole cells), the
-embedding is then a (H/16) x (W/16) grid with the square's geometry: cell (r, c) covers the same 16 px as before, so
-prompts keep upstream's coordinates and the decoder takes the square's positional encoding cut to the grid.
+change. The input is padded to whole cells, a multiple of 16 px (patches of 4 px, halved twice; TinyViT pads its
+attention windows itself), and the embedding is a (H/16) x (W/16) grid with the square's geometry: cell (r, c)
+covers the same 16 px as before, so prompts keep upstream's coordinates and the decoder takes the square's
+positional encoding cut to the grid.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from mobile_sam.modeling.tiny_vit_sam import TinyViT
 __all__ = ["CELL_PX", "FrameShapedEncoder", "dense_positional_encoding", "embedding_grid"]
 
 CELL_PX = 16  # input pixels per embedding cell
-_MULTIPLE = 64  # padding multiple: four cells, so TinyViT's two halvings and its 7- and 14-cell windows fit
 
 
 def embedding_grid(encoder: torch.nn.Module, input_size: tuple[int, int]) -> tuple[int, int]:
@@ -28,7 +28,7 @@ def embedding_grid(encoder: torch.nn.Module, input_size: tuple[int, int]) -> tup
     side = encoder.img_size // CELL_PX
     if not isinstance(encoder, TinyViT):
         return side, side
-    return tuple(min(side, math.ceil(n / _MULTIPLE) * _MULTIPLE // CELL_PX) for n in input_size)  # type: ignore[return-value]
+    return tuple(min(side, math.ceil(n / CELL_PX)) for n in input_size)  # type: ignore[return-value]
 
 
 class FrameShapedEncoder(torch.nn.Module):

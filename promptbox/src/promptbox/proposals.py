@@ -180,7 +180,7 @@ class MaskProposer:
 
     # ----------------------------------------------------------------------------------------------- embedding
     def embed(self, image_rgb: np.ndarray) -> FrameEmbedding:
-        """The frame's image embedding: resize to the encoder's longest side, normalise, pad to a multiple of 64 px
+        """The frame's image embedding: resize to the encoder's longest side, normalise, pad to whole 16 px cells
         (not to the square: encoder_grid), encode."""
         image = _check_rgb(image_rgb)
         started = time.perf_counter()
