@@ -17,7 +17,7 @@ import math
 import torch
 from mobile_sam.modeling.tiny_vit_sam import TinyViT
 
-__all__ = ["CELL_PX", "FrameShapedEncoder", "dense_positional_encoding", "embedding_grid"]
+__all__ = ["CELL_PX", "FrameShapedEncoder", "dense_positional_encoding", "embedding_grid", "grid_of"]
 
 CELL_PX = 16  # input pixels per embedding cell
 
@@ -29,6 +29,11 @@ def embedding_grid(encoder: torch.nn.Module, input_size: tuple[int, int]) -> tup
     if not isinstance(encoder, TinyViT):
         return side, side
     return tuple(min(side, math.ceil(n / CELL_PX)) for n in input_size)  # type: ignore[return-value]
+
+
+def grid_of(features: torch.Tensor) -> tuple[int, int]:
+    """(rows, cols) of an embedding (..., C, rows, cols): the grid it was encoded on."""
+    return int(features.shape[-2]), int(features.shape[-1])
 
 
 class FrameShapedEncoder(torch.nn.Module):

@@ -33,7 +33,13 @@ from torchvision.ops.boxes import batched_nms
 
 from promptbox import onnx_runtime
 from promptbox.config import ENCODER_BACKENDS, AmgSettings
-from promptbox.encoder_grid import CELL_PX, FrameShapedEncoder, dense_positional_encoding, embedding_grid
+from promptbox.encoder_grid import (
+    CELL_PX,
+    FrameShapedEncoder,
+    dense_positional_encoding,
+    embedding_grid,
+    grid_of,
+)
 from promptbox.masks import BoxMasks
 
 # Stability is first computed on the low-res logits, as a cheap pre-check: a mask this far below the threshold there
@@ -418,7 +424,7 @@ class MaskProposer:
         prompt_encoder = self.sam.prompt_encoder
         first = self.sam.mask_decoder.transformer.layers[0]
         src = features[0].flatten(1).T + prompt_encoder.no_mask_embed.weight  # (N, C): the same for every prompt
-        grid = (int(features.shape[-2]), int(features.shape[-1]))
+        grid = grid_of(features)
         pe = dense_positional_encoding(prompt_encoder, grid)[0].flatten(1).T.contiguous()
         token_to_image, image_to_token = first.cross_attn_token_to_image, first.cross_attn_image_to_token
         return _SharedImageSide(
@@ -450,8 +456,8 @@ class MaskProposer:
         out: _Decoded,
     ) -> None:
         """Stability filter (cheap low-res pre-check, exact decision at full size), then boxes and packed masks."""
-        grid = (int(frame.features.shape[-2]), int(frame.features.shape[-1]))
-        rows, cols, to_rows, to_cols = self._full_size_maps(frame.input_size, frame.original_size, grid)
+        rows, cols, to_rows, to_cols = self._full_size_maps(frame.input_size, frame.original_size,
+                                                            grid_of(frame.features))
         if rule.stability > 0.0:
             plausible = calculate_stability_score(low_res[:, :rows, :cols], threshold, offset)
             plausible = plausible >= rule.stability - LOW_RES_STABILITY_MARGIN
