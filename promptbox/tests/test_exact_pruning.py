@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -38,13 +39,21 @@ def _decoded(masks: list[np.ndarray], prompts: list[int], levels: list[int]) -> 
     return out
 
 
+def _covered(masks: list[np.ndarray], prompts: list[int], levels: list[int], margin: int = 0) -> np.ndarray:
+    """_cover_finest with every pixel of the frame as a grid point: (H, W) bool."""
+    height, width = masks[0].shape
+    rows, cols = (a.ravel() for a in np.mgrid[:height, :width])
+    covered = np.zeros(height * width, bool)
+    _cover_finest(covered, rows, cols, (height, width), _decoded(masks, prompts, levels), 0, margin)
+    return covered.reshape(height, width)
+
+
 def test_only_a_prompts_finest_level_covers_points():
     left = np.zeros((8, 8), bool)
     left[:, :4] = True
     both = np.ones((8, 8), bool)  # a coarser level that joins the left object with its neighbour
-    covered = np.zeros((8, 8), bool)
     # Prompt 0 kept its finest level (the left object) and the joined one; prompt 1 kept only a joined level.
-    _cover_finest(covered, _decoded([left, both, both], [0, 0, 1], [0, 1, 2]), 0)
+    covered = _covered([left, both, both], [0, 0, 1], [0, 1, 2])
     assert covered[:, :4].all() and not covered[:, 4:].any()
 
 
@@ -89,7 +98,22 @@ def test_on_a_world_frame_fewer_prompts_find_the_same_objects(world_sam):
 def test_points_near_a_segments_edge_are_still_decoded():
     square = np.zeros((40, 40), bool)
     square[5:35, 5:35] = True
-    covered = np.zeros((40, 40), bool)
-    _cover_finest(covered, _decoded([square], [0], [0]), 0, margin=5)
+    covered = _covered([square], [0], [0], margin=5)
     assert covered[10:30, 10:30].all()  # the inside
     assert not covered[5:10, 5:35].any() and not covered[30:35, 5:35].any()  # the band along the edge
+
+
+def test_cover_reads_the_erosion_of_the_finest_segments_at_the_points():
+    # Two finest segments of one batch, one touching the frame's edge (the edge pixels repeat beyond it), and a
+    # coarser level that must not count; the points are every pixel, so every erosion value is compared.
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:60, :80]
+    blob = (yy - 20) ** 2 / 300 + (xx - 25) ** 2 / 500 <= 1
+    edge = (yy < 25) & (xx > 55) & (rng.random((60, 80)) > 0.02)  # with pinholes
+    coarse = np.ones((60, 80), bool)
+    covered = _covered([blob, edge, coarse], [0, 1, 1], [0, 0, 1], margin=4)
+    element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+    union = (blob | edge).astype(np.uint8)
+    expected = cv2.erode(union, element, borderType=cv2.BORDER_REPLICATE).astype(bool)
+    assert expected.sum() > 200 and (union.astype(bool) & ~expected).sum() > 200  # insides and edge bands occur
+    assert np.array_equal(covered, expected)

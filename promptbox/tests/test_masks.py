@@ -78,6 +78,11 @@ def test_round_trip_crops_boxes_and_areas(dense):
 def test_from_packed_rows_and_from_masks_one_at_a_time(dense):
     packed = np.packbits(dense.reshape(len(dense), -1), axis=1)
     np.testing.assert_array_equal(BoxMasks.from_packed(packed, (H, W)).to_dense(), dense)
+    # With each mask's inclusive box only its rows are unpacked (rows of 53 px start mid-byte), empty masks too.
+    boxes = batched_mask_to_box(torch.from_numpy(dense)).numpy()
+    banded = BoxMasks.from_packed(packed, (H, W), boxes)
+    np.testing.assert_array_equal(banded.to_dense(), dense)
+    np.testing.assert_array_equal(banded.boxes, BoxMasks.from_dense(dense).boxes)
     np.testing.assert_array_equal(BoxMasks.from_masks((m for m in dense), (H, W)).to_dense(), dense)
     with pytest.raises(ValueError, match=r"accepted: \(37, 53\)"):
         BoxMasks.from_masks([np.zeros((H, W + 1), bool)], (H, W))

@@ -28,6 +28,8 @@ from promptbox.proposals import (
     Proposals,
     _low_res_masks,
     _two_way_transformer,
+    packbits_rows,
+    packbits_torch,
     peak_points,
 )
 
@@ -364,3 +366,10 @@ def test_onnx_backend_without_onnx_package_says_what_to_do(sam_model, coffee, tm
     proposer = MaskProposer(sam_model, AmgSettings(), "cpu", "onnx", onnx_cache_dir=tmp_path)
     with pytest.raises(RuntimeError, match="onnx"):
         proposer.embed(coffee)
+
+
+@pytest.mark.parametrize("length", [16, 13, 640 * 480])
+def test_packbits_torch_is_numpys_packbits(length):
+    flat = torch.rand(5, length, generator=torch.Generator().manual_seed(length)) > 0.5
+    assert np.array_equal(packbits_torch(flat).numpy(), np.packbits(flat.numpy(), axis=1))
+    assert np.array_equal(packbits_rows(flat), np.packbits(flat.numpy(), axis=1))

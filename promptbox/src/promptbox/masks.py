@@ -57,6 +57,24 @@ class BoxMasks:
         return cls(frame, np.array(boxes, np.int64).reshape(-1, 4), rows, np.array(areas, np.int64))
 
     @classmethod
+    def from_windows(cls, windows: Iterable[tuple[np.ndarray, int, int]], frame_size: tuple[int, int]) -> BoxMasks:
+        """From (window, top, left) triples: each mask given only over a window of the frame (a bool array whose
+        top-left pixel is frame pixel (top, left)), False everywhere else."""
+        frame = (int(frame_size[0]), int(frame_size[1]))
+        boxes, rows, areas = [], [], []
+        for window, top, left in windows:
+            window = np.asarray(window)
+            if window.ndim != 2 or top < 0 or left < 0 or top + window.shape[0] > frame[0] \
+                    or left + window.shape[1] > frame[1]:
+                raise ValueError(f"window: shape {window.shape} at ({top}, {left}); accepted: a 2-D window inside "
+                                 f"the {frame} frame")
+            box, packed, area = _pack(window.astype(bool, copy=False), int(top), int(left))
+            boxes.append(box)
+            rows.append(packed)
+            areas.append(area)
+        return cls(frame, np.array(boxes, np.int64).reshape(-1, 4), rows, np.array(areas, np.int64))
+
+    @classmethod
     def from_dense(cls, masks: np.ndarray) -> BoxMasks:
         """From an (N, H, W) stack."""
         masks = np.asarray(masks)
@@ -65,12 +83,20 @@ class BoxMasks:
         return cls.from_masks(masks, masks.shape[1:])
 
     @classmethod
-    def from_packed(cls, packed: np.ndarray, frame_size: tuple[int, int]) -> BoxMasks:
+    def from_packed(cls, packed: np.ndarray, frame_size: tuple[int, int],
+                    boxes: np.ndarray | None = None) -> BoxMasks:
         """From full-frame masks bit-packed one per row ((N, ceil(H*W/8)) uint8, np.packbits of each flat mask), as
-        the decoder keeps them: each is unpacked alone, so only one full frame exists at a time."""
+        the decoder keeps them. Each is unpacked alone, so only one full frame exists at a time; with `boxes`
+        ((N, 4) inclusive x0, y0, x1, y1 that contain each mask, as batched_mask_to_box gives them), only the rows
+        of its box are unpacked."""
         height, width = frame_size
-        return cls.from_masks((np.unpackbits(row, count=height * width).reshape(height, width).view(bool)
-                               for row in np.asarray(packed, np.uint8)), frame_size)
+        packed = np.asarray(packed, np.uint8)
+        if boxes is None:
+            return cls.from_masks((np.unpackbits(row, count=height * width).reshape(height, width).view(bool)
+                                   for row in packed), frame_size)
+        return cls.from_windows((_packed_rows(row, int(box[1]), int(box[3]) + 1, width)
+                                 for row, box in zip(packed, np.asarray(boxes).reshape(-1, 4), strict=True)),
+                                frame_size)
 
     @classmethod
     def concatenate(cls, parts: Sequence[BoxMasks]) -> BoxMasks:
@@ -221,15 +247,25 @@ class BoxMasks:
         return bits[:, skip : skip + (x1 - x0)]
 
 
-def _pack(mask: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray, int]:
-    """(tight box in pixel edges, the crop's rows bit-packed, area) of one (H, W) bool mask."""
+def _pack(mask: np.ndarray, top: int = 0, left: int = 0) -> tuple[tuple[int, int, int, int], np.ndarray, int]:
+    """(tight box in frame pixel edges, the crop's rows bit-packed, area) of one bool mask given over the frame,
+    or over a window of it whose top-left pixel is frame pixel (top, left)."""
     rows = np.flatnonzero(mask.any(axis=1))
     if len(rows) == 0:
         return (0, 0, 0, 0), _EMPTY_ROWS, 0
     cols = np.flatnonzero(mask.any(axis=0))
     y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     crop = mask[y0:y1, x0:x1]
-    return (x0, y0, x1, y1), _read_only(np.packbits(crop, axis=1)), int(np.count_nonzero(crop))
+    box = (x0 + left, y0 + top, x1 + left, y1 + top)
+    return box, _read_only(np.packbits(crop, axis=1)), int(np.count_nonzero(crop))
+
+
+def _packed_rows(row: np.ndarray, top: int, bottom: int, width: int) -> tuple[np.ndarray, int, int]:
+    """Frame rows top:bottom of a full-frame mask bit-packed as one flat row: (window, top, 0) for from_windows."""
+    first, last = top * width // 8, -(-bottom * width // 8)
+    bits = np.unpackbits(row[first:last])
+    skip = top * width - 8 * first
+    return bits[skip : skip + (bottom - top) * width].reshape(bottom - top, width).view(bool), top, 0
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

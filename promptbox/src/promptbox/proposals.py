@@ -26,12 +26,11 @@ from mobile_sam.utils.amg import (
     batched_mask_to_box,
     build_all_layer_point_grids,
     calculate_stability_score,
-    remove_small_regions,
 )
 from mobile_sam.utils.transforms import ResizeLongestSide
 from torchvision.ops.boxes import batched_nms
 
-from promptbox import onnx_runtime
+from promptbox import onnx_runtime, small_regions
 from promptbox.config import ENCODER_BACKENDS, AmgSettings
 from promptbox.encoder_grid import (
     CELL_PX,
@@ -284,7 +283,6 @@ class MaskProposer:
         """Decode the grid's points coarse to fine, skipping each point that lies inside the finest kept mask of a
         point decoded before it (a point in a segment already found would mostly repeat that segment's masks)."""
         height, width = frame.original_size
-        covered = np.zeros((height, width), bool)
         out = _Decoded()
         shared = None
         # Points this close to a segment's edge are still decoded: there SAM's answer can flip to the neighbour
@@ -292,6 +290,7 @@ class MaskProposer:
         margin = int(0.5 * min(height, width) / side)
         cols = np.clip(points[:, 0].astype(np.int64), 0, width - 1)
         rows = np.clip(points[:, 1].astype(np.int64), 0, height - 1)
+        covered = np.zeros(len(points), bool)  # per grid point: inside a segment already found
         for stage in coarse_to_fine(side):
             pending = list(stage)
             while pending:
@@ -300,14 +299,14 @@ class MaskProposer:
                 batch = []
                 while pending and len(batch) < self.decode_batch:
                     point = pending.pop(0)
-                    if not covered[rows[point], cols[point]]:
+                    if not covered[point]:
                         batch.append(point)
                 if not batch:
                     break
                 already = len(out.packed)
                 ids = np.array(batch)
                 shared = self._decode(frame, points[ids], rule, True, timings, out=out, point_ids=ids, shared=shared)
-                _cover_finest(covered, out, already, margin)
+                _cover_finest(covered, rows, cols, (height, width), out, already, margin)
         return out
 
     def propose_upstream(self, image_rgb: np.ndarray) -> Proposals:
@@ -476,7 +475,7 @@ class MaskProposer:
         out.boxes.append(batched_mask_to_box(masks).cpu())
         out.iou.append(iou.float().cpu())
         out.stability.append(stability.float().cpu())
-        out.packed.append(np.packbits(masks.flatten(1).cpu().numpy(), axis=1))
+        out.packed.append(packbits_rows(masks.flatten(1)))
 
     def _full_size_maps(self, input_size: tuple[int, int], original_size: tuple[int, int], grid: tuple[int, int]):
         """(rows, cols, to_rows, to_cols): low-res rows/cols that matter and the matrices taking them to full size.
@@ -522,7 +521,7 @@ class MaskProposer:
         removed = np.setdiff1d(np.arange(len(all_packed)), keep.numpy())
         all_boxes, all_iou, all_stability = boxes, iou, stability
         # Unpacked one at a time into crops of their boxes: no (N, H, W) stack, now or in the frame cache.
-        masks = BoxMasks.from_packed(all_packed[keep.numpy()], (height, width))
+        masks = BoxMasks.from_packed(all_packed[keep.numpy()], (height, width), boxes[keep].numpy())
         boxes, iou, stability = boxes[keep], iou[keep], stability[keep]
         if min_region_area > 0:
             thresh = max(nms_thresh, self.settings.crop_nms_thresh)
@@ -533,7 +532,8 @@ class MaskProposer:
                                    all_iou[removed].numpy(), nms_thresh)
             if wholes:
                 index = torch.as_tensor(removed[wholes])
-                restored = BoxMasks.from_packed(all_packed[removed[wholes]], (height, width))
+                restored = BoxMasks.from_packed(all_packed[removed[wholes]], (height, width),
+                                                all_boxes[removed[wholes]].numpy())
                 masks = BoxMasks.concatenate([masks, restored])
                 boxes = torch.cat([boxes, all_boxes[index]])
                 iou, stability = torch.cat([iou, all_iou[index]]), torch.cat([stability, all_stability[index]])
@@ -714,7 +714,7 @@ def nested_wholes(
         if not inside.any():
             continue
         # Only candidates that get this far are unpacked, each into the crop of its own box.
-        candidate = BoxMasks.from_packed(packed[i : i + 1], kept.frame_size)
+        candidate = BoxMasks.from_packed(packed[i : i + 1], kept.frame_size, box[None])
         parts = np.flatnonzero(inside)
         if not (candidate.intersection(0, parts, kept) >= 0.9 * kept_area[parts]).any():
             continue
@@ -735,19 +735,11 @@ def _remove_small_regions(
     masks: BoxMasks, min_area: int, nms_thresh: float
 ) -> tuple[BoxMasks, torch.Tensor, torch.Tensor]:
     """SamAutomaticMaskGenerator.postprocess_small_regions without the RLE round trip: masks, boxes, order.
-    Each mask is cleaned on a full frame (holes and islands are decided against the whole frame), one at a time."""
-    scores = []
-
-    def cleaned():
-        for i in range(len(masks)):
-            mask, changed_holes = remove_small_regions(masks.full(i), min_area, mode="holes")
-            mask, changed_islands = remove_small_regions(mask, min_area, mode="islands")
-            scores.append(float(not (changed_holes or changed_islands)))  # NMS prefers masks that needed no fixing
-            yield mask
-
-    fixed = BoxMasks.from_masks(cleaned(), masks.frame_size)
+    small_regions.clean decides holes and islands against the whole frame, reading only each mask's box."""
+    fixed, changed = small_regions.clean(masks, min_area)
+    scores = torch.from_numpy((~changed).astype(np.float32))  # NMS prefers masks that needed no fixing
     boxes = torch.from_numpy(fixed.inclusive_boxes())  # batched_mask_to_box's boxes, from the crops
-    keep = batched_nms(boxes.float(), torch.tensor(scores), torch.zeros_like(boxes[:, 0]), iou_threshold=nms_thresh)
+    keep = batched_nms(boxes.float(), scores, torch.zeros_like(boxes[:, 0]), iou_threshold=nms_thresh)
     return fixed[keep.numpy()], boxes[keep], keep
 
 
@@ -768,23 +760,37 @@ def coarse_to_fine(side: int) -> list[np.ndarray]:
     return [np.flatnonzero(stage == r) for r in range(rank) if (stage == r).any()]
 
 
-def _cover_finest(covered: np.ndarray, out: _Decoded, since: int, margin: int = 0) -> None:
-    """Mark in `covered` the finest segment of each newly decoded prompt: the mask of its first mask token (the
-    finest of SAM's three levels), when that passed the filters. Its other points would mostly repeat it. A prompt
-    whose finest level failed covers nothing: its coarser levels may join neighbouring objects (two touching boxes
-    as one), and their points must still be decoded to be found apart. Only the segment's inside, `margin` pixels
-    from its edge, is covered."""
-    if len(out.packed) == since:
+def _cover_finest(covered: np.ndarray, rows: np.ndarray, cols: np.ndarray, frame_size: tuple[int, int],
+                  out: _Decoded, since: int, margin: int = 0) -> None:
+    """Mark in `covered` ((K,) bool, one per grid point at `rows`, `cols`) the points inside the finest segment of
+    a newly decoded prompt: the mask of its first mask token (the finest of SAM's three levels), when that passed
+    the filters. Its other points would mostly repeat it. A prompt whose finest level failed covers nothing: its
+    coarser levels may join neighbouring objects (two touching boxes as one), and their points must still be
+    decoded to be found apart. Only the segment's inside counts: a point whose disc of radius `margin` (OpenCV's
+    ellipse element; the frame's edge pixels repeated beyond it) lies wholly in the segments, which is the segments'
+    erosion read at the point, with no full-frame erosion."""
+    open_points = np.flatnonzero(~covered)
+    if len(out.packed) == since or len(open_points) == 0:
         return
-    packed = np.concatenate(out.packed[since:])
     finest = np.flatnonzero(np.concatenate(out.levels[since:]) == 0)
-    if len(finest):
-        height, width = covered.shape
-        segments = _unpack(packed[finest], height, width).any(axis=0)
-        if margin > 0:
-            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
-            segments = cv2.erode(segments.view(np.uint8), kernel, borderType=cv2.BORDER_REPLICATE).view(bool)
-        covered |= segments
+    if len(finest) == 0:
+        return
+    height, width = frame_size
+    union = np.bitwise_or.reduce(np.concatenate(out.packed[since:])[finest], axis=0)  # OR of the bits = the union
+    segments = np.unpackbits(union, count=height * width).reshape(height, width).view(bool)
+    dy, dx = _disc_offsets(margin)
+    ys = np.clip(rows[open_points, None] + dy, 0, height - 1)
+    xs = np.clip(cols[open_points, None] + dx, 0, width - 1)
+    covered[open_points] |= segments[ys, xs].all(axis=1)
+
+
+def _disc_offsets(margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """(dy, dx) of the pixels of cv2's (2 margin + 1)-wide ellipse element, around its centre."""
+    if margin <= 0:
+        return np.zeros(1, np.int64), np.zeros(1, np.int64)
+    element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+    dy, dx = np.nonzero(element)
+    return dy - margin, dx - margin
 
 
 # --------------------------------------------------------------------------------------------------- fast mode
@@ -825,6 +831,25 @@ def peak_points(heatmap: np.ndarray, original_size: tuple[int, int], k: int) -> 
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
+_BIT_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)  # np.packbits' order: the first pixel is the byte's high bit
+
+
+def packbits_rows(flat: torch.Tensor) -> np.ndarray:
+    """np.packbits(flat, axis=1) of an (N, L) bool tensor, as a numpy array. On a GPU the bits are packed there
+    (packbits_torch), so one eighth of the bytes crosses to the host."""
+    if flat.device.type == "cpu":
+        return np.packbits(flat.numpy(), axis=1)
+    return packbits_torch(flat).cpu().numpy()
+
+
+def packbits_torch(flat: torch.Tensor) -> torch.Tensor:
+    """np.packbits(flat, axis=1) in torch ops, on the tensor's device: (N, ceil(L / 8)) uint8."""
+    n, length = flat.shape
+    padded = F.pad(flat, (0, -length % 8)).view(n, -1, 8).to(torch.uint8)
+    weights = torch.tensor(_BIT_WEIGHTS, dtype=torch.uint8, device=flat.device)
+    return (padded * weights).sum(dim=2, dtype=torch.uint8)
+
+
 def _check_rgb(image_rgb: np.ndarray) -> np.ndarray:
     if not isinstance(image_rgb, np.ndarray) or image_rgb.dtype != np.uint8:
         raise ValueError(f"image: expected a uint8 numpy array, got {getattr(image_rgb, 'dtype', type(image_rgb))}")

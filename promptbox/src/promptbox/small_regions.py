@@ -1,0 +1,72 @@
+"""Upstream AMG's small-region clean-up, computed on each mask's box instead of the whole frame.
+
+mobile_sam's `remove_small_regions` fills the holes under an area and then drops the islands under it, labelling the
+connected components of a whole frame, twice per mask. A mask lives inside its box and everything outside the box
+is background, so the same components can be read from the box plus a one-pixel background margin: a background
+component that reaches the margin is joined, in the frame, to all of the background outside the window, whose
+size is known without looking at it. Only masks near the frame's edge (where the margin would leave the frame)
+are cleaned on the whole frame, as upstream does.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from promptbox.masks import BoxMasks
+
+
+def clean(masks: BoxMasks, min_area: int) -> tuple[BoxMasks, np.ndarray]:
+    """Each mask after upstream's remove_small_regions(mask, min_area, "holes") and then (..., "islands"), and an
+    (N,) bool array: whether the clean-up changed it."""
+    height, width = masks.frame_size
+    windows, changed = [], np.zeros(len(masks), bool)
+    for i in range(len(masks)):
+        top, bottom, left, right, outside = _window(masks.boxes[i], height, width, min_area)
+        mask = masks.window(i, top, bottom, left, right)
+        if masks.areas[i] > 0:  # an empty mask has no island, and its one hole is the whole frame
+            mask, holes = _fill_holes(mask, min_area, outside)
+            mask, islands = _drop_islands(mask, min_area)
+            changed[i] = holes or islands
+        windows.append((mask, top, left))
+    return BoxMasks.from_windows(windows, masks.frame_size), changed
+
+
+def _window(box: np.ndarray, height: int, width: int, min_area: int) -> tuple[int, int, int, int, int]:
+    """(top, bottom, left, right, outside): the box grown by at least one pixel, its corner on even coordinates
+    (OpenCV labels 2x2 blocks, so components are numbered in the frame's order), and the background pixels outside
+    it; the whole frame (outside 0) when the margin would leave the frame or the outside is itself small."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    top, left = (y0 - 1) // 2 * 2, (x0 - 1) // 2 * 2
+    bottom, right = y1 + 1, x1 + 1
+    outside = height * width - (bottom - top) * (right - left)
+    if top <= 0 or left <= 0 or bottom >= height or right >= width or outside < min_area:
+        return 0, height, 0, width, 0
+    return top, bottom, left, right, outside
+
+
+def _fill_holes(mask: np.ndarray, min_area: int, outside: int) -> tuple[np.ndarray, bool]:
+    """upstream's "holes" mode on a window whose margin is background and `outside` more background pixels beyond
+    it join the margin's component (0: the window is the frame)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((~mask).astype(np.uint8), connectivity=8)
+    sizes = stats[1:, cv2.CC_STAT_AREA].astype(np.int64)
+    if outside:
+        sizes[labels[0, 0] - 1] += outside  # the corner lies in the margin, outside the mask's box
+    small = np.flatnonzero(sizes < min_area) + 1
+    if len(small) == 0:
+        return mask, False
+    return np.isin(labels, np.concatenate([[0], small])), True
+
+
+def _drop_islands(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, bool]:
+    """upstream's "islands" mode: the components under min_area go; if all of them are under it, the largest stays.
+    Every island lies inside the window."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    sizes = stats[1:, cv2.CC_STAT_AREA]
+    small = sizes < min_area
+    if not small.any():
+        return mask, False
+    keep = np.flatnonzero(~small) + 1
+    if len(keep) == 0:
+        keep = np.array([int(np.argmax(sizes)) + 1])
+    return np.isin(labels, keep), True
