@@ -32,6 +32,7 @@ from torchvision.ops.boxes import batched_nms
 
 from promptbox import onnx_runtime, small_regions
 from promptbox.config import ENCODER_BACKENDS, AmgSettings
+from promptbox.decoder_graph import DecoderGraphs
 from promptbox.encoder_grid import (
     CELL_PX,
     FrameShapedEncoder,
@@ -154,6 +155,7 @@ class MaskProposer:
         point_stability_floor: float = 0.5,
         onnx_cache_dir: str | Path | None = None,
         keep_nested_wholes: bool = True,
+        cuda_graphs: bool = True,
     ) -> None:
         if encoder_backend not in ENCODER_BACKENDS:
             raise ValueError(
@@ -174,6 +176,9 @@ class MaskProposer:
         self._onnx_cache_dir = Path(onnx_cache_dir) if onnx_cache_dir else onnx_runtime.default_cache_dir()
         self._onnx: dict[str, onnx_runtime.OnnxGraph] = {}  # graph name -> graph, built on first use
         self._resize_matrices: dict[tuple, tuple[int, int, torch.Tensor, torch.Tensor]] = {}
+        # On a GPU, the prompt side of the decoder replays CUDA graphs (decoder_graph); False: eager launches.
+        self.cuda_graphs = cuda_graphs
+        self._graphs: DecoderGraphs | None = None
         # Called before each decode batch; it may raise to stop the call (a cancelled ROS goal stops within a batch).
         self.on_batch: Callable[[], None] | None = None
 
@@ -237,6 +242,20 @@ class MaskProposer:
             shared.queries_image_to_token, tokens,
         )
         return hs.to(self.device), keys.to(self.device), iou[:, mask_slice].to(self.device)
+
+    def _prompt_side(self, shared: _SharedImageSide, coords: torch.Tensor, mask_slice: slice
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(hs, keys, iou) of a batch of point prompts (input-frame coords); on a GPU with the torch backend, the
+        transformer is a CUDA graph's replay (decoder_graph), and its outputs are valid until the next batch."""
+        def forward(side: _SharedImageSide, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            return self._transformer_and_iou(side, tokens, mask_slice)
+
+        tokens = self._prompt_tokens(coords)
+        if self.cuda_graphs and self.encoder_backend == "torch" and str(self.device).startswith("cuda"):
+            if self._graphs is None:
+                self._graphs = DecoderGraphs(self.device)
+            return self._graphs.run(shared, tokens, (shared.grid, mask_slice.start, mask_slice.stop), forward)
+        return forward(shared, tokens)
 
     def _low_res(self, shared: _SharedImageSide, hs: torch.Tensor, keys: torch.Tensor, mask_slice: slice
                  ) -> torch.Tensor:
@@ -400,8 +419,7 @@ class MaskProposer:
                     self.on_batch()
                 started = time.perf_counter()
                 prompts = torch.as_tensor(coords[first : first + batch], dtype=torch.float32, device=self.device)
-                tokens = self._prompt_tokens(prompts)
-                hs, keys, iou = self._transformer_and_iou(shared, tokens, mask_slice)
+                hs, keys, iou = self._prompt_side(shared, prompts, mask_slice)
                 keep = rule.keep_iou(iou)
                 _sync(self.device)
                 decoded_at = time.perf_counter()
@@ -719,12 +737,19 @@ def nested_wholes(
         if not (candidate.intersection(0, parts, kept) >= 0.9 * kept_area[parts]).any():
             continue
         others = BoxMasks.concatenate([kept, *chosen_masks])
+        # Mask IoU is at most min(box overlap, both areas) / max(both areas): only masks that can reach
+        # duplicate_iou are intersected.
         others_area = others.areas
-        inter_all = candidate.intersection(0, None, others)
-        union = others_area + area[i] - inter_all
+        boxes = others.boxes
+        overlap = (np.clip(np.minimum(boxes[:, 2], box[2] + 1) - np.maximum(boxes[:, 0], box[0]), 0, None)
+                   * np.clip(np.minimum(boxes[:, 3], box[3] + 1) - np.maximum(boxes[:, 1], box[1]), 0, None))
+        bound = np.minimum(np.minimum(overlap, others_area), area[i])
+        near = np.flatnonzero(bound >= duplicate_iou * np.maximum(others_area, area[i]))
+        inter = candidate.intersection(0, near, others)
+        union = others_area[near] + area[i] - inter
         # A whole overlaps its parts by design (up to 1/1.2 IoU); it duplicates only what it does not contain.
-        holds = (inter_all >= 0.9 * others_area) & (area[i] >= 1.2 * others_area)
-        if ((inter_all >= duplicate_iou * np.maximum(union, 1)) & ~holds).any():
+        holds = (inter >= 0.9 * others_area[near]) & (area[i] >= 1.2 * others_area[near])
+        if ((inter >= duplicate_iou * np.maximum(union, 1)) & ~holds).any():
             continue
         chosen.append(int(i))
         chosen_masks.append(candidate)

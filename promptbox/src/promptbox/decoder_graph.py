@@ -1,0 +1,82 @@
+"""MobileSAM's two-way transformer and IoU head as a CUDA graph: one replay instead of ~100 kernel launches a batch.
+
+On a GPU, a batch of 64 point prompts through the transformer is about 2 ms of kernels, but launching them one by one
+from Python takes longer than running them, and exact mode decodes several batches a frame. A CUDA graph records the
+launches once, for a fixed batch size and fixed input buffers; each batch then copies its prompt tokens (and, once
+per frame, the frame's shared image side) into those buffers and replays. The prompt encoder stays eager: it indexes
+with boolean masks, which wait on the GPU and cannot be captured. The kernels are the eager ones, so the results are
+eager's (tests/test_decoder_graph.py compares them).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from dataclasses import fields
+
+import torch
+
+# Batch sizes a graph is captured for: a batch is padded up to the next one, so fast mode's handful of prompts does
+# not pay for a full batch, and a few graphs cover every size.
+# Larger batches (points_per_batch above 64) run eagerly: a graph holds its batch's activations (3 MB a prompt).
+SIZES = (8, 16, 32, 64)
+
+Forward = Callable[[object, torch.Tensor], tuple[torch.Tensor, ...]]  # (shared image side, tokens) -> outputs
+
+
+class DecoderGraphs:
+    """Captured decoder graphs of one proposer, keyed by the caller's key (what `forward` depends on besides its
+    inputs) and the padded batch size, sharing one memory pool."""
+
+    def __init__(self, device: str) -> None:
+        self._device = device
+        self._pool = None
+        self._graphs: dict[tuple, _Captured] = {}
+
+    def run(self, shared, tokens: torch.Tensor, key: tuple, forward: Forward) -> tuple[torch.Tensor, ...]:
+        """forward(shared, tokens)'s outputs for `tokens` ((n, ...) on the GPU), from a replay of the graph
+        captured for `key` at n's padded size (captured on first use). Valid until the next run."""
+        size = next((s for s in SIZES if s >= len(tokens)), None)
+        if size is None:
+            return forward(shared, tokens)
+        full_key = (*key, size)
+        captured = self._graphs.get(full_key)
+        if captured is None:
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            captured = self._graphs[full_key] = _Captured(forward, shared, tokens, size, self._device, self._pool)
+        return captured.run(shared, tokens)
+
+
+class _Captured:
+    def __init__(self, forward: Forward, shared, tokens: torch.Tensor, size: int, device: str, pool) -> None:
+        # Static copies of every tensor of the shared image side; other fields (the grid) are kept as they are.
+        self.shared = type(shared)(**{
+            f.name: getattr(shared, f.name).clone() if isinstance(getattr(shared, f.name), torch.Tensor)
+            else getattr(shared, f.name) for f in fields(shared)
+        })
+        self.tokens = tokens[:1].expand(size, *tokens.shape[1:]).clone()
+        self.loaded: weakref.ref | None = None
+        # torch.cuda.graphs' recipe: warm up on a side stream (lazy initialisation is not capturable), then capture.
+        stream = torch.cuda.Stream(device=device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                forward(self.shared, self.tokens)
+        torch.cuda.current_stream(device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, pool=pool):
+            self.outputs = forward(self.shared, self.tokens)
+
+    def run(self, shared, tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.loaded is None or self.loaded() is not shared:  # a new frame: its image side into the buffers
+            for f in fields(shared):
+                value = getattr(shared, f.name)
+                if isinstance(value, torch.Tensor):
+                    getattr(self.shared, f.name).copy_(value)
+            self.loaded = weakref.ref(shared)
+        n = len(tokens)
+        self.tokens[:n].copy_(tokens)
+        self.tokens[n:].copy_(tokens[:1].expand(len(self.tokens) - n, *tokens.shape[1:]))  # padding, discarded
+        self.graph.replay()
+        return tuple(out[:n] for out in self.outputs)

@@ -1,0 +1,67 @@
+"""The CUDA-graph decoder (decoder_graph) against eager launches, on a GPU: the same outputs for every batch size,
+for a second frame after the first (its image side must be copied in), and the same proposals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from promptbox.config import AmgSettings
+from promptbox.proposals import MaskProposer
+
+WORLD_SAM = Path(__file__).resolve().parents[2] / "weights" / "world" / "mobile_sam.pt"
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="CUDA graphs need a CUDA device; this machine has none (run it on the device)")
+
+
+@pytest.fixture(scope="module")
+def proposers():
+    from promptbox import weights
+
+    sam, random = weights.load_sam(str(WORLD_SAM), "cuda", False)
+    assert not random
+    graphs = MaskProposer(sam, AmgSettings(), "cuda", cuda_graphs=True)
+    eager = MaskProposer(sam, AmgSettings(), "cuda", cuda_graphs=False)
+    return graphs, eager
+
+
+@pytest.fixture(scope="module")
+def frames():
+    from promptbox.world.scene import generate_scene
+
+    return [generate_scene(20261124, i).image for i in range(2)]
+
+
+@pytest.mark.parametrize("count", [1, 6, 16, 64, 70])
+def test_transformer_outputs_equal_eager(proposers, frames, count):
+    graphs, eager = proposers
+    rng = np.random.default_rng(count)
+    for image in frames:  # the second frame replays graphs captured on the first
+        frame = graphs.embed(image)
+        shared = graphs._shared_image_side(frame.features)
+        coords = torch.as_tensor(rng.uniform(0, 1000, (count, 2)), dtype=torch.float32, device="cuda")
+        with torch.inference_mode():
+            got = [t.clone() for t in graphs._prompt_side(shared, coords, slice(1, 4))]
+            expected = eager._prompt_side(shared, coords, slice(1, 4))
+        for a, b in zip(got, expected, strict=True):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert graphs._graphs is not None and (count > 64 or graphs._graphs._graphs)  # the graph path did run
+
+
+def test_proposals_equal_eager(proposers, frames):
+    graphs, eager = proposers
+    for image in frames:
+        frame = graphs.embed(image)
+        ours, theirs = graphs.propose(frame), eager.propose(frame)
+        assert len(ours) >= 3  # real masks of world objects, not one whole-frame mask
+        # A padded batch may pick other GEMM kernels than eager's: logits agree to float rounding, so a pixel at
+        # the threshold may flip, and nothing more.
+        assert len(ours) == len(theirs)
+        np.testing.assert_allclose(ours.boxes_xyxy, theirs.boxes_xyxy, atol=1)
+        for i in range(len(ours)):
+            assert ours.masks.iou(i, [i], theirs.masks)[0] >= 0.99
