@@ -65,3 +65,12 @@ def test_proposals_equal_eager(proposers, frames):
         np.testing.assert_allclose(ours.boxes_xyxy, theirs.boxes_xyxy, atol=1)
         for i in range(len(ours)):
             assert ours.masks.iou(i, [i], theirs.masks)[0] >= 0.99
+
+
+def test_warm_up_captures_every_batch_size(frames):
+    from promptbox import weights
+
+    sam, _ = weights.load_sam(str(WORLD_SAM), "cuda", False)
+    proposer = MaskProposer(sam, AmgSettings(), "cuda")
+    proposer.warm_up_decoder(proposer.embed(frames[0]))
+    assert sorted(key[-1] for key in proposer._graphs._graphs) == [8, 16, 32, 64]

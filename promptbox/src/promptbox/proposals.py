@@ -32,6 +32,7 @@ from torchvision.ops.boxes import batched_nms
 
 from promptbox import onnx_runtime, small_regions
 from promptbox.config import ENCODER_BACKENDS, AmgSettings
+from promptbox.decoder_graph import SIZES as GRAPH_SIZES
 from promptbox.decoder_graph import DecoderGraphs
 from promptbox.encoder_grid import (
     CELL_PX,
@@ -242,6 +243,19 @@ class MaskProposer:
             shared.queries_image_to_token, tokens,
         )
         return hs.to(self.device), keys.to(self.device), iou[:, mask_slice].to(self.device)
+
+    def warm_up_decoder(self, frame: FrameEmbedding) -> None:
+        """Decode one batch of every size a graph is captured for (decoder_graph.SIZES up to the decode batch), so
+        that no goal pays for a capture; on CPU, no batch is that large and nothing runs."""
+        sizes = [size for size in GRAPH_SIZES if size <= self.decode_batch]
+        if not sizes:
+            return
+        height, width = frame.input_size
+        with torch.inference_mode():
+            shared = self._shared_image_side(frame.features)
+            for size in sizes:
+                centre = torch.tensor([[width / 2, height / 2]], device=self.device).expand(size, 2)
+                self._prompt_side(shared, centre, slice(1, self.sam.mask_decoder.num_mask_tokens))
 
     def _prompt_side(self, shared: _SharedImageSide, coords: torch.Tensor, mask_slice: slice
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
