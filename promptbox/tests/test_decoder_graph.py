@@ -74,3 +74,36 @@ def test_warm_up_captures_every_batch_size(frames):
     proposer = MaskProposer(sam, AmgSettings(), "cuda")
     proposer.warm_up_decoder(proposer.embed(frames[0]))
     assert sorted(key[-1] for key in proposer._graphs._graphs) == [8, 16, 32, 64]
+
+
+def test_captures_beside_background_embedding_through_the_locator(frames):
+    # The ROS node embeds frames in a background thread (Locator.prepare) while goals run; a capture beside other
+    # CUDA work fails (an unguarded thread here made the capture raise), so the Locator's lock must serialise them.
+    import threading
+
+    from promptbox.config import LocatorConfig
+    from promptbox.locator import Locator
+
+    root = WORLD_SAM.parent
+    locator = Locator(LocatorConfig(sam_checkpoint=str(WORLD_SAM), clip_model=str(root / "world-clip"),
+                                    device="cuda"))
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def embed_loop() -> None:
+        try:
+            while not stop.is_set():
+                locator.forget_frames()
+                locator.prepare(frames[1])
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    worker = threading.Thread(target=embed_loop)
+    worker.start()
+    try:
+        answer = locator.locate(frames[0], "take the apple")  # no warm-up: the graphs are captured here
+    finally:
+        stop.set()
+        worker.join()
+    assert not errors, errors
+    assert answer is not None and locator.proposer._graphs._graphs  # captured, beside the embedding thread

@@ -6,6 +6,9 @@ launches once, for a fixed batch size and fixed input buffers; each batch then c
 per frame, the frame's shared image side) into those buffers and replays. The prompt encoder stays eager: it indexes
 with boolean masks, which wait on the GPU and cannot be captured. The kernels are the eager ones, so the results are
 eager's (tests/test_decoder_graph.py compares them).
+
+A capture must not run beside other CUDA work on the same device (work on the default stream from another thread
+fails the capture): the Locator's lock serialises every model call, the ROS node's background embedding included.
 """
 
 from __future__ import annotations
