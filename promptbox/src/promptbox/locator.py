@@ -13,11 +13,12 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from promptbox import provenance, relations, vocabulary, weights
+from promptbox import part_prompts, provenance, relations, vocabulary, weights
 from promptbox.command import Target, parse
 from promptbox.config import LocatorConfig
 from promptbox.detection import Detection, NotFound
 from promptbox.image import check_image
+from promptbox.masks import BoxMasks
 from promptbox.matching import Matcher, PatchTokens
 from promptbox.proposals import FrameEmbedding, MaskProposer, Proposals, peak_points
 from promptbox.regions import Regions
@@ -210,14 +211,19 @@ class Locator:
         threshold: float,
         timings: dict[str, float],
         stage: StageCallback,
+        *,
+        part_pass: bool = False,
     ) -> tuple[Detection | NotFound, Proposals]:
-        """Match `proposals` to the command and choose among them: (the answer, the proposals that were matched)."""
+        """Match `proposals` to the command and choose among them: (the answer, the proposals that were matched).
+        For a part request whose whole is confidently named, points on the whole are decoded and the masks inside
+        it join the candidates (part_prompts); `part_pass` is that second pass (every region cropped)."""
         stage("matching", STAGE_PROGRESS["matching"])
         with _timed(timings, "matching"):
             part = vocabulary.part_request(target.phrase)
             anchor_phrase = target.anchor if target.relation in relations.RESOLVED and target.anchor else None
             phrases = [target.phrase, *([part[1]] if part is not None else []), *filter(None, [anchor_phrase])]
-            proposals = self._shortlisted(image, frame, proposals, phrases)
+            if not part_pass:
+                proposals = self._shortlisted(image, frame, proposals, phrases)
             regions = self.matcher.encode_regions(image, proposals.boxes_xyxy, proposals.masks)
             # "the screwdriver, not the scissors": the excluded object competes with the target.
             scores = self._score(regions, target.phrase, target.negatives)
@@ -242,7 +248,37 @@ class Locator:
                 anchor=anchor,
                 whole=whole,
             )
+        if part is not None and whole is not None and frame is not None and not part_pass:
+            with _timed(timings, "part prompts"):
+                extra = self._part_candidates(frame, proposals, whole, part, threshold)
+            if extra is not None:
+                first = {name: timings[name] for name in ("matching", "selecting")}
+
+                def part_stage(name: str, progress: float) -> None:  # progress does not go back
+                    stage(f"part_{name}", STAGE_PROGRESS["selecting"])
+
+                result, proposals = self._answer(image, frame, proposals.plus(extra), target, threshold, timings,
+                                                 part_stage, part_pass=True)
+                for name, ms in first.items():
+                    timings[name] += ms
         return result, proposals
+
+    def _part_candidates(
+        self, frame: FrameEmbedding, proposals: Proposals, whole: PhraseScores, part: tuple[str, str],
+        threshold: float,
+    ) -> Proposals | None:
+        """The masks inside the most confident whole that points spread over it give (part_prompts), or None: no
+        whole passes `threshold`, the part is the whole's body (the whole answers it), or nothing new is inside."""
+        best = int(np.argmax(whole.confidence))
+        if whole.confidence[best] < threshold or part[0].split()[-1] in vocabulary.BODY_PARTS:
+            return None
+        points = part_prompts.spread_points(proposals.masks, best)
+        found = self.proposer.propose_points(frame, points)
+        if len(found) == 0:
+            return None
+        regions = Regions(BoxMasks.concatenate([proposals.masks[[best]], found.masks]))
+        inside = [i - 1 for i in range(1, len(found) + 1) if regions.containers(i, among=[0])]
+        return found.subset(np.array(inside, np.int64)) if inside else None
 
     def _score(self, regions: torch.Tensor, phrase: str, negatives: tuple[str, ...] = ()) -> PhraseScores:
         """`phrase` scored on every region against its competitors: other object names (not its own head noun or

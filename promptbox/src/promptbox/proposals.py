@@ -91,6 +91,17 @@ class Proposals:
     def __len__(self) -> int:
         return len(self.boxes_xyxy)
 
+    def plus(self, other: Proposals) -> Proposals:
+        """These proposals followed by `other`'s (one frame), with these timings."""
+        return Proposals(
+            BoxMasks.concatenate([self.masks, other.masks]),
+            np.concatenate([self.boxes_xyxy, other.boxes_xyxy]),
+            np.concatenate([self.predicted_iou, other.predicted_iou]),
+            np.concatenate([self.stability, other.stability]),
+            dict(self.timings_ms),
+            None if self.prompts_decoded is None else self.prompts_decoded + (other.prompts_decoded or 0),
+        )
+
     def subset(self, indices: np.ndarray) -> Proposals:
         """These proposals at `indices` only (same timings): what the matching shortlist hands on."""
         return Proposals(
