@@ -373,3 +373,17 @@ def test_packbits_torch_is_numpys_packbits(length):
     flat = torch.rand(5, length, generator=torch.Generator().manual_seed(length)) > 0.5
     assert np.array_equal(packbits_torch(flat).numpy(), np.packbits(flat.numpy(), axis=1))
     assert np.array_equal(packbits_rows(flat), np.packbits(flat.numpy(), axis=1))
+
+
+def test_prompt_tokens_equal_the_prompt_encoders(sam_model):
+    # _prompt_tokens sums the point embedding itself (no boolean indexing, so a CUDA graph can hold it); the values
+    # must be the prompt encoder's, bit for bit.
+    proposer = MaskProposer(sam_model, AmgSettings(), "cpu")
+    coords = torch.tensor([[0.0, 0.0], [512.3, 100.7], [1023.0, 767.5], [5.0, 900.0]])
+    labels = torch.ones(len(coords), 1, dtype=torch.int)
+    with torch.inference_mode():
+        sparse, _ = sam_model.prompt_encoder(points=(coords[:, None, :], labels), boxes=None, masks=None)
+        decoder = sam_model.mask_decoder
+        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+        expected = torch.cat((output_tokens.unsqueeze(0).expand(len(coords), -1, -1), sparse), dim=1)
+        assert torch.equal(proposer._prompt_tokens(coords), expected)

@@ -1,11 +1,10 @@
-"""MobileSAM's two-way transformer and IoU head as a CUDA graph: one replay instead of ~100 kernel launches a batch.
+"""The prompt side of MobileSAM's mask decoder as a CUDA graph: one replay instead of ~100 kernel launches a batch.
 
-On a GPU, a batch of 64 point prompts through the transformer is about 2 ms of kernels, but launching them one by one
-from Python takes longer than running them, and exact mode decodes several batches a frame. A CUDA graph records the
-launches once, for a fixed batch size and fixed input buffers; each batch then copies its prompt tokens (and, once
-per frame, the frame's shared image side) into those buffers and replays. The prompt encoder stays eager: it indexes
-with boolean masks, which wait on the GPU and cannot be captured. The kernels are the eager ones, so the results are
-eager's (tests/test_decoder_graph.py compares them).
+On a GPU, a batch of 64 point prompts through the point embedding, the two-way transformer and the IoU head is about
+2 ms of kernels, but launching them one by one from Python takes longer than running them, and exact mode decodes
+several batches a frame. A CUDA graph records the launches once, for a fixed batch size and fixed input buffers;
+each batch then copies its points (and, once per frame, the frame's shared image side) into those buffers and
+replays. The kernels are the eager ones, so the results are eager's (tests/test_decoder_graph.py compares them).
 
 A capture must not run beside other CUDA work on the same device (work on the default stream from another thread
 fails the capture): the Locator's lock serialises every model call, the ROS node's background embedding included.
@@ -24,7 +23,7 @@ import torch
 # Larger batches (points_per_batch above 64) run eagerly: a graph holds its batch's activations (3 MB a prompt).
 SIZES = (8, 16, 32, 64)
 
-Forward = Callable[[object, torch.Tensor], tuple[torch.Tensor, ...]]  # (shared image side, tokens) -> outputs
+Forward = Callable[[object, torch.Tensor], tuple[torch.Tensor, ...]]  # (shared image side, points) -> outputs
 
 
 class DecoderGraphs:
@@ -37,8 +36,8 @@ class DecoderGraphs:
         self._graphs: dict[tuple, _Captured] = {}
 
     def run(self, shared, tokens: torch.Tensor, key: tuple, forward: Forward) -> tuple[torch.Tensor, ...]:
-        """forward(shared, tokens)'s outputs for `tokens` ((n, ...) on the GPU), from a replay of the graph
-        captured for `key` at n's padded size (captured on first use). Valid until the next run."""
+        """forward(shared, tokens)'s outputs for `tokens` ((n, ...) on the GPU: the batch's points), from a replay
+        of the graph captured for `key` at n's padded size (captured on first use). Valid until the next run."""
         size = next((s for s in SIZES if s >= len(tokens)), None)
         if size is None:
             return forward(shared, tokens)

@@ -270,17 +270,16 @@ class MaskProposer:
 
     def _prompt_side(self, shared: _SharedImageSide, coords: torch.Tensor, mask_slice: slice
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(hs, keys, iou) of a batch of point prompts (input-frame coords); on a GPU with the torch backend, the
-        transformer is a CUDA graph's replay (decoder_graph), and its outputs are valid until the next batch."""
-        def forward(side: _SharedImageSide, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            return self._transformer_and_iou(side, tokens, mask_slice)
+        """(hs, keys, iou) of a batch of point prompts (input-frame coords); on a GPU with the torch backend, a CUDA
+        graph's replay (decoder_graph), whose outputs are valid until the next batch."""
+        def forward(side: _SharedImageSide, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            return self._transformer_and_iou(side, self._prompt_tokens(points), mask_slice)
 
-        tokens = self._prompt_tokens(coords)
         if self.cuda_graphs and self.encoder_backend == "torch" and str(self.device).startswith("cuda"):
             if self._graphs is None:
                 self._graphs = DecoderGraphs(self.device)
-            return self._graphs.run(shared, tokens, (shared.grid, mask_slice.start, mask_slice.stop), forward)
-        return forward(shared, tokens)
+            return self._graphs.run(shared, coords, (shared.grid, mask_slice.start, mask_slice.stop), forward)
+        return forward(shared, coords)
 
     def _low_res(self, shared: _SharedImageSide, hs: torch.Tensor, keys: torch.Tensor, mask_slice: slice
                  ) -> torch.Tensor:
@@ -480,9 +479,14 @@ class MaskProposer:
 
     def _prompt_tokens(self, coords: torch.Tensor) -> torch.Tensor:
         """Output tokens + sparse point embeddings (B, 7, C), as MaskDecoder.predict_masks builds them."""
-        decoder = self.sam.mask_decoder
-        labels = torch.ones(coords.shape[0], 1, dtype=torch.int, device=coords.device)
-        sparse, _ = self.sam.prompt_encoder(points=(coords[:, None, :], labels), boxes=None, masks=None)
+        decoder, encoder = self.sam.mask_decoder, self.sam.prompt_encoder
+        # PromptEncoder._embed_points for one positive point and its padding point, without its boolean-mask
+        # indexing (which waits on the GPU, and cannot be captured in a CUDA graph): the same sums, so the same values.
+        points = torch.stack([coords + 0.5, torch.zeros_like(coords)], dim=1)  # (B, 2, 2): the point, the padding
+        encoded = encoder.pe_layer.forward_with_coords(points, encoder.input_image_size)
+        positive = encoded[:, :1] + encoder.point_embeddings[1].weight
+        padding = (torch.zeros_like(encoded[:, 1:]) + encoder.not_a_point_embed.weight)
+        sparse = torch.cat([positive, padding], dim=1)
         output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
         return torch.cat((output_tokens.unsqueeze(0).expand(sparse.shape[0], -1, -1), sparse), dim=1)
 
@@ -828,6 +832,7 @@ def _cover_finest(covered: np.ndarray, rows: np.ndarray, cols: np.ndarray, frame
     height, width = frame_size
     union = np.bitwise_or.reduce(np.concatenate(out.packed[since:])[finest], axis=0)  # OR of the bits = the union
     segments = np.unpackbits(union, count=height * width).reshape(height, width).view(bool)
+    open_points = open_points[segments[rows[open_points], cols[open_points]]]  # the disc holds its centre
     dy, dx = _disc_offsets(margin)
     ys = np.clip(rows[open_points, None] + dy, 0, height - 1)
     xs = np.clip(cols[open_points, None] + dx, 0, width - 1)

@@ -52,10 +52,11 @@ def _fill_holes(mask: np.ndarray, min_area: int, outside: int) -> tuple[np.ndarr
     sizes = stats[1:, cv2.CC_STAT_AREA].astype(np.int64)
     if outside:
         sizes[labels[0, 0] - 1] += outside  # the corner lies in the margin, outside the mask's box
-    small = np.flatnonzero(sizes < min_area) + 1
-    if len(small) == 0:
+    small = sizes < min_area
+    if not small.any():
         return mask, False
-    return np.isin(labels, np.concatenate([[0], small])), True
+    filled = np.concatenate([[True], small])  # label 0 is the mask itself; a lookup table, not np.isin
+    return filled[labels], True
 
 
 def _drop_islands(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, bool]:
@@ -66,7 +67,7 @@ def _drop_islands(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, bool]:
     small = sizes < min_area
     if not small.any():
         return mask, False
-    keep = np.flatnonzero(~small) + 1
-    if len(keep) == 0:
-        keep = np.array([int(np.argmax(sizes)) + 1])
-    return np.isin(labels, keep), True
+    kept = np.concatenate([[False], ~small])
+    if not kept.any():
+        kept[int(np.argmax(sizes)) + 1] = True
+    return kept[labels], True
