@@ -9,6 +9,7 @@ thresholds, NMS and the small-region clean-up all have something to decide. Upst
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from mobile_sam.utils.amg import calculate_stability_score
 from scipy.optimize import linear_sum_assignment
 
 from promptbox.config import AmgSettings
-from promptbox.encoder_grid import embedding_grid
+from promptbox.encoder_grid import embedding_grid, mbconv_in_bands
 from promptbox.masks import BoxMasks
 from promptbox.proposals import (
     LOW_RES_STABILITY_MARGIN,
@@ -387,3 +388,26 @@ def test_prompt_tokens_equal_the_prompt_encoders(sam_model):
         output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
         expected = torch.cat((output_tokens.unsqueeze(0).expand(len(coords), -1, -1), sparse), dim=1)
         assert torch.equal(proposer._prompt_tokens(coords), expected)
+
+
+@pytest.mark.parametrize("band", [1, 7, 32, 500])
+def test_mbconv_in_bands_is_the_block(band):
+    # The first stage's activations of a 1024 x 768 input (48 x 64 cells: 192 x 256 at this stage), through both
+    # MBConv blocks: bands of 1 row (every band edge), 7 (uneven), 32 (the product's) and more than the height.
+    # Trained weights: a random-init MBConv's last BatchNorm starts at zero (TinyViT's init), so its output would
+    # be its shortcut's whatever the bands did.
+    from promptbox import weights
+
+    sam, _ = weights.load_sam(str(Path(__file__).resolve().parents[2] / "weights" / "world" / "mobile_sam.pt"), "cpu",
+                              False)
+    encoder = sam.image_encoder
+    pixels = torch.randn(1, 3, 768, 1024, generator=torch.Generator().manual_seed(band))
+    with torch.inference_mode():
+        x = encoder.patch_embed(pixels)
+        for block in encoder.layers[0].blocks:
+            expected = block(x)
+            got = mbconv_in_bands(block, x, band)
+            assert (expected - torch.nn.functional.gelu(x)).abs().max() > 0.1  # the block does change its input
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+            assert got.shape == (1, 64, 192, 256)
+            x = expected

@@ -17,9 +17,12 @@ import math
 import torch
 from mobile_sam.modeling.tiny_vit_sam import TinyViT
 
-__all__ = ["CELL_PX", "FrameShapedEncoder", "dense_positional_encoding", "embedding_grid", "grid_of"]
+__all__ = ["CELL_PX", "FrameShapedEncoder", "dense_positional_encoding", "embedding_grid", "grid_of", "mbconv_in_bands"]
 
 CELL_PX = 16  # input pixels per embedding cell
+# Rows of the first stage's grid per band in mbconv_in_bands: 32 of a 4:3 frame's 192 keeps each expanded band near
+# 9 MB.
+MBCONV_BAND_ROWS = 32
 
 
 def embedding_grid(encoder: torch.nn.Module, input_size: tuple[int, int]) -> tuple[int, int]:
@@ -55,13 +58,38 @@ class FrameShapedEncoder(torch.nn.Module):
         _set_resolutions(encoder, _resolutions((4 * self.grid[0], 4 * self.grid[1])))
         try:
             x = encoder.patch_embed(pixels)
-            for layer in encoder.layers:
+            # The first stage's MBConvs a band of rows at a time on CPU (peak memory); on a GPU, one band (launches).
+            band = MBCONV_BAND_ROWS if x.device.type == "cpu" else x.shape[2]
+            for block in encoder.layers[0].blocks:
+                x = mbconv_in_bands(block, x, band)
+            if encoder.layers[0].downsample is not None:
+                x = encoder.layers[0].downsample(x)
+            for layer in encoder.layers[1:]:
                 x = layer(x)
             rows, cols = self.grid
             x = x.view(x.shape[0], rows, cols, x.shape[-1]).permute(0, 3, 1, 2)
             return encoder.neck(x)
         finally:
             _set_resolutions(encoder, square)
+
+
+def mbconv_in_bands(block: torch.nn.Module, x: torch.Tensor, band: int) -> torch.Tensor:
+    """TinyViT's MBConv block (1x1 expand x4, 3x3 depthwise, 1x1 project, residual) on `band` rows at a time.
+
+    The first stage runs at a quarter of the input's resolution, where the expanded activations of a 640x480 frame
+    are 50 MB each and the whole block peaks about 150 MB above the steady state: the largest transient of the
+    pipeline. Every step is per pixel except the depthwise 3x3, which needs one row above and below: each band is
+    computed with those rows and cropped, so the output is the block's own (tests/test_proposals.py)."""
+    out = torch.empty_like(x)
+    height = x.shape[2]
+    for top in range(0, height, band):
+        bottom = min(height, top + band)
+        low, high = max(0, top - 1), min(height, bottom + 1)
+        y = block.act2(block.conv2(block.act1(block.conv1(x[:, :, low:high]))))
+        y = block.drop_path(block.conv3(y[:, :, top - low : bottom - low]))
+        y += x[:, :, top:bottom]
+        out[:, :, top:bottom] = block.act3(y)
+    return out
 
 
 def dense_positional_encoding(prompt_encoder: torch.nn.Module, grid: tuple[int, int]) -> torch.Tensor:
