@@ -35,50 +35,50 @@ class DecoderGraphs:
         self._pool = None
         self._graphs: dict[tuple, _Captured] = {}
 
-    def run(self, shared, tokens: torch.Tensor, key: tuple, forward: Forward) -> tuple[torch.Tensor, ...]:
-        """forward(shared, tokens)'s outputs for `tokens` ((n, ...) on the GPU: the batch's points), from a replay
-        of the graph captured for `key` at n's padded size (captured on first use). Valid until the next run."""
-        size = next((s for s in SIZES if s >= len(tokens)), None)
+    def run(self, shared, points: torch.Tensor, key: tuple, forward: Forward) -> tuple[torch.Tensor, ...]:
+        """forward(shared, points)'s outputs for `points` ((n, 2) on the GPU), from a replay of the graph captured
+        for `key` at n's padded size (captured on first use). Valid until the next run."""
+        size = next((s for s in SIZES if s >= len(points)), None)
         if size is None:
-            return forward(shared, tokens)
+            return forward(shared, points)
         full_key = (*key, size)
         captured = self._graphs.get(full_key)
         if captured is None:
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
-            captured = self._graphs[full_key] = _Captured(forward, shared, tokens, size, self._device, self._pool)
-        return captured.run(shared, tokens)
+            captured = self._graphs[full_key] = _Captured(forward, shared, points, size, self._device, self._pool)
+        return captured.run(shared, points)
 
 
 class _Captured:
-    def __init__(self, forward: Forward, shared, tokens: torch.Tensor, size: int, device: str, pool) -> None:
+    def __init__(self, forward: Forward, shared, points: torch.Tensor, size: int, device: str, pool) -> None:
         # Static copies of every tensor of the shared image side; other fields (the grid) are kept as they are.
         self.shared = type(shared)(**{
             f.name: getattr(shared, f.name).clone() if isinstance(getattr(shared, f.name), torch.Tensor)
             else getattr(shared, f.name) for f in fields(shared)
         })
-        self.tokens = tokens[:1].expand(size, *tokens.shape[1:]).clone()
+        self.points = points[:1].expand(size, *points.shape[1:]).clone()
         self.loaded: weakref.ref | None = None
         # torch.cuda.graphs' recipe: warm up on a side stream (lazy initialisation is not capturable), then capture.
         stream = torch.cuda.Stream(device=device)
         stream.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(stream):
             for _ in range(2):
-                forward(self.shared, self.tokens)
+                forward(self.shared, self.points)
         torch.cuda.current_stream(device).wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph, pool=pool):
-            self.outputs = forward(self.shared, self.tokens)
+            self.outputs = forward(self.shared, self.points)
 
-    def run(self, shared, tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def run(self, shared, points: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.loaded is None or self.loaded() is not shared:  # a new frame: its image side into the buffers
             for f in fields(shared):
                 value = getattr(shared, f.name)
                 if isinstance(value, torch.Tensor):
                     getattr(self.shared, f.name).copy_(value)
             self.loaded = weakref.ref(shared)
-        n = len(tokens)
-        self.tokens[:n].copy_(tokens)
-        self.tokens[n:].copy_(tokens[:1].expand(len(self.tokens) - n, *tokens.shape[1:]))  # padding, discarded
+        n = len(points)
+        self.points[:n].copy_(points)
+        self.points[n:].copy_(points[:1].expand(len(self.points) - n, *points.shape[1:]))  # padding, discarded
         self.graph.replay()
         return tuple(out[:n] for out in self.outputs)
