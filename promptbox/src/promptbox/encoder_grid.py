@@ -58,13 +58,14 @@ class FrameShapedEncoder(torch.nn.Module):
         _set_resolutions(encoder, _resolutions((4 * self.grid[0], 4 * self.grid[1])))
         try:
             x = encoder.patch_embed(pixels)
-            # The first stage's MBConvs a band of rows at a time on CPU (peak memory); on a GPU, one band (launches).
-            band = MBCONV_BAND_ROWS if x.device.type == "cpu" else x.shape[2]
-            for block in encoder.layers[0].blocks:
-                x = mbconv_in_bands(block, x, band)
-            if encoder.layers[0].downsample is not None:
-                x = encoder.layers[0].downsample(x)
-            for layer in encoder.layers[1:]:
+            layers = list(encoder.layers)
+            if x.device.type == "cpu":  # the first stage's MBConvs a band of rows at a time: peak memory
+                first = layers.pop(0)
+                for block in first.blocks:
+                    x = mbconv_in_bands(block, x, MBCONV_BAND_ROWS)
+                if first.downsample is not None:
+                    x = first.downsample(x)
+            for layer in layers:  # on a GPU, every stage whole: memory is not the limit, launches are
                 x = layer(x)
             rows, cols = self.grid
             x = x.view(x.shape[0], rows, cols, x.shape[-1]).permute(0, 3, 1, 2)

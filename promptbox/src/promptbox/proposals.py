@@ -734,10 +734,6 @@ def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- post-processing
-def _unpack(packed: np.ndarray, height: int, width: int) -> np.ndarray:
-    return np.unpackbits(packed, axis=1, count=height * width).reshape(-1, height, width).view(bool)
-
-
 def nested_wholes(
     kept: BoxMasks, packed: np.ndarray, boxes_xyxy: np.ndarray, predicted_iou: np.ndarray, duplicate_iou: float
 ) -> list[int]:

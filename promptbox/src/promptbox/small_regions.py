@@ -48,7 +48,7 @@ def _window(box: np.ndarray, height: int, width: int, min_area: int) -> tuple[in
 def _fill_holes(mask: np.ndarray, min_area: int, outside: int) -> tuple[np.ndarray, bool]:
     """upstream's "holes" mode on a window whose margin is background and `outside` more background pixels beyond
     it join the margin's component (0: the window is the frame)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats((~mask).astype(np.uint8), connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats((~mask).astype(np.uint8), connectivity=8)
     sizes = stats[1:, cv2.CC_STAT_AREA].astype(np.int64)
     if outside:
         sizes[labels[0, 0] - 1] += outside  # the corner lies in the margin, outside the mask's box
@@ -62,7 +62,7 @@ def _fill_holes(mask: np.ndarray, min_area: int, outside: int) -> tuple[np.ndarr
 def _drop_islands(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, bool]:
     """upstream's "islands" mode: the components under min_area go; if all of them are under it, the largest stays.
     Every island lies inside the window."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     sizes = stats[1:, cv2.CC_STAT_AREA]
     small = sizes < min_area
     if not small.any():
