@@ -21,6 +21,7 @@ from scipy.optimize import linear_sum_assignment
 
 from promptbox.config import AmgSettings
 from promptbox.encoder_grid import embedding_grid, mbconv_in_bands
+from promptbox.full_size import resize_maps
 from promptbox.masks import BoxMasks
 from promptbox.proposals import (
     LOW_RES_STABILITY_MARGIN,
@@ -163,23 +164,21 @@ def test_decoder_matches_library_mask_decoder(sam_model, coffee_frame):
 
 
 def test_full_size_logits_match_postprocess_masks(sam_model):
-    proposer = _proposer(sam_model)
     low_res = torch.randn(3, 256, 256, generator=torch.Generator().manual_seed(2))
     for input_size, original_size in [((768, 1024), (FRAME_H, FRAME_W)), ((1024, 683), (300, 200))]:
-        rows, cols, to_rows, to_cols = proposer._full_size_maps(input_size, original_size, (64, 64))
-        got = to_rows @ (low_res[:, :rows, :cols] @ to_cols)
+        maps = resize_maps(input_size, original_size, (64, 64), "cpu")
+        got = maps.to_rows @ (low_res[:, : maps.rows, : maps.cols] @ maps.to_cols)
         want = sam_model.postprocess_masks(low_res[:, None], input_size, original_size)[:, 0]
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("grid, input_size, original_size", [((48, 64), (768, 1024), (FRAME_H, FRAME_W)),
                                                              ((64, 43), (1024, 683), (300, 200))])
-def test_full_size_logits_of_a_frame_shaped_grid(sam_model, grid, input_size, original_size):
+def test_full_size_logits_of_a_frame_shaped_grid(grid, input_size, original_size):
     """postprocess_masks' steps on the grid's own low-res size: 4x up to the encoder's input, crop, resize."""
-    proposer = _proposer(sam_model)
     low_res = torch.randn(3, 1, 4 * grid[0], 4 * grid[1], generator=torch.Generator().manual_seed(3))
-    rows, cols, to_rows, to_cols = proposer._full_size_maps(input_size, original_size, grid)
-    got = to_rows @ (low_res[:, 0, :rows, :cols] @ to_cols)
+    maps = resize_maps(input_size, original_size, grid, "cpu")
+    got = maps.to_rows @ (low_res[:, 0, : maps.rows, : maps.cols] @ maps.to_cols)
     up = F.interpolate(low_res, (16 * grid[0], 16 * grid[1]), mode="bilinear", align_corners=False)
     want = F.interpolate(up[..., : input_size[0], : input_size[1]], original_size, mode="bilinear",
                          align_corners=False)[:, 0]
@@ -206,10 +205,10 @@ def test_low_res_stability_is_within_the_margin(structured_sam):
         shared = proposer._shared_image_side(frame.features)
         hs, keys = _two_way_transformer(structured_sam, shared, proposer._prompt_tokens(coords))
         low_res = _low_res_masks(structured_sam.mask_decoder, hs, keys, slice(1, 4), shared.grid).flatten(0, 1)
-        rows, cols, to_rows, to_cols = proposer._full_size_maps(frame.input_size, frame.original_size, shared.grid)
-        full = to_rows @ (low_res[:, :rows, :cols] @ to_cols)
+        maps = resize_maps(frame.input_size, frame.original_size, shared.grid, "cpu")
+        full = maps.to_rows @ (low_res[:, : maps.rows, : maps.cols] @ maps.to_cols)
         at_full = calculate_stability_score(full, 0.0, 1.0)
-        at_low = calculate_stability_score(low_res[:, :rows, :cols], 0.0, 1.0)
+        at_low = calculate_stability_score(low_res[:, : maps.rows, : maps.cols], 0.0, 1.0)
     assert at_full.max() > 0.5, "the structured model should make some stable masks"
     assert (at_full - at_low).abs().max() < LOW_RES_STABILITY_MARGIN / 4
 

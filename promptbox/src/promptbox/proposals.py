@@ -23,14 +23,13 @@ from mobile_sam.automatic_mask_generator import SamAutomaticMaskGenerator
 from mobile_sam.modeling import Sam
 from mobile_sam.modeling.transformer import Attention
 from mobile_sam.utils.amg import (
-    batched_mask_to_box,
     build_all_layer_point_grids,
     calculate_stability_score,
 )
 from mobile_sam.utils.transforms import ResizeLongestSide
 from torchvision.ops.boxes import batched_nms
 
-from promptbox import onnx_runtime, small_regions
+from promptbox import full_size, onnx_runtime, small_regions
 from promptbox.config import ENCODER_BACKENDS, AmgSettings
 from promptbox.decoder_graph import SIZES as GRAPH_SIZES
 from promptbox.decoder_graph import DecoderGraphs
@@ -187,7 +186,7 @@ class MaskProposer:
         self.transform = ResizeLongestSide(sam.image_encoder.img_size)
         self._onnx_cache_dir = Path(onnx_cache_dir) if onnx_cache_dir else onnx_runtime.default_cache_dir()
         self._onnx: dict[str, onnx_runtime.OnnxGraph] = {}  # graph name -> graph, built on first use
-        self._resize_matrices: dict[tuple, tuple[int, int, torch.Tensor, torch.Tensor]] = {}
+        self._resize_matrices: dict[tuple, full_size.ResizeMaps] = {}
         # On a GPU, the prompt side of the decoder replays CUDA graphs (decoder_graph); False: eager launches.
         self.cuda_graphs = cuda_graphs
         self._graphs: DecoderGraphs | None = None
@@ -502,47 +501,32 @@ class MaskProposer:
         out: _Decoded,
     ) -> None:
         """Stability filter (cheap low-res pre-check, exact decision at full size), then boxes and packed masks."""
-        rows, cols, to_rows, to_cols = self._full_size_maps(frame.input_size, frame.original_size,
-                                                            grid_of(frame.features))
+        maps = self._resize_maps(frame.input_size, frame.original_size, grid_of(frame.features))
         if rule.stability > 0.0:
-            plausible = calculate_stability_score(low_res[:, :rows, :cols], threshold, offset)
+            plausible = calculate_stability_score(low_res[:, : maps.rows, : maps.cols], threshold, offset)
             plausible = plausible >= rule.stability - LOW_RES_STABILITY_MARGIN
             low_res, iou, prompts = low_res[plausible], iou[plausible], prompts[plausible.cpu()]
         if len(low_res) == 0:
             return
-        # sam.postprocess_masks (upsample to 1024, crop, resize) is separable and linear: two small matmuls.
-        logits = to_rows @ (low_res[:, :rows, :cols] @ to_cols)
-        stability = calculate_stability_score(logits, threshold, offset)
+        full = full_size.full_size(maps, low_res, threshold, offset)
+        masks, stability, boxes = full.masks, full.stability, full.boxes
         if rule.stability > 0.0:
             stable = stability >= rule.stability
-            logits, iou, stability, prompts = logits[stable], iou[stable], stability[stable], prompts[stable.cpu()]
-        masks = logits > threshold
+            masks, iou, stability, prompts, boxes = (masks[stable], iou[stable], stability[stable],
+                                                     prompts[stable.cpu()], boxes[stable])
         out.prompts.append(prompts[:, 0].numpy())
         out.levels.append(prompts[:, 1].numpy())
-        out.boxes.append(batched_mask_to_box(masks).cpu())
+        out.boxes.append(boxes.cpu())
         out.iou.append(iou.float().cpu())
         out.stability.append(stability.float().cpu())
         out.packed.append(packbits_rows(masks.flatten(1)))
 
-    def _full_size_maps(self, input_size: tuple[int, int], original_size: tuple[int, int], grid: tuple[int, int]):
-        """(rows, cols, to_rows, to_cols): low-res rows/cols that matter and the matrices taking them to full size.
-
-        Built by running sam.postprocess_masks' own interpolations (bilinear = linear per axis) on identity rows:
-        low-res masks are 4 px a cell, the encoder's input 16 px a cell (1024 for the square's 64 cells).
-        """
+    def _resize_maps(self, input_size: tuple[int, int], original_size: tuple[int, int], grid: tuple[int, int]
+                     ) -> full_size.ResizeMaps:
+        """The low-res -> full-size resize of a frame geometry, built once (full_size.resize_maps)."""
         key = (input_size, original_size, grid)
         if key not in self._resize_matrices:
-            maps = []
-            for axis in range(2):
-                low = 4 * grid[axis]
-                basis = torch.eye(low, device=self.device)[None]
-                up = F.interpolate(basis, CELL_PX * grid[axis], mode="linear", align_corners=False)
-                up = up[..., : input_size[axis]]
-                up = F.interpolate(up, original_size[axis], mode="linear", align_corners=False)[0]
-                used = int(torch.nonzero(up.abs().sum(dim=1)).max()) + 1
-                maps.append((used, up[:used]))
-            (rows, to_rows_t), (cols, to_cols) = maps
-            self._resize_matrices[key] = (rows, cols, to_rows_t.T.contiguous(), to_cols.contiguous())
+            self._resize_matrices[key] = full_size.resize_maps(input_size, original_size, grid, self.device)
         return self._resize_matrices[key]
 
     # ------------------------------------------------------------------------------------------ post-process
