@@ -170,8 +170,8 @@ def test_exact_proposals_are_computed_once_per_frame(locator, monkeypatch):
     """Exact-mode masks don't depend on the command: a second command on the same frame reuses them."""
     frame_image = np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)
     calls = []
-    real = locator.proposer.propose
-    monkeypatch.setattr(locator.proposer, "propose", lambda frame: calls.append(1) or real(frame))
+    real = locator.proposer.propose_stages
+    monkeypatch.setattr(locator.proposer, "propose_stages", lambda frame: calls.append(1) or real(frame))
     first = locator.locate(frame_image, "take the mug")
     second = locator.locate(frame_image, "take the cup")
     assert len(calls) == 1
@@ -201,16 +201,20 @@ def _arrays(obj, seen: set[int]):
 
 
 def test_cached_exact_proposals_hold_no_full_frame_mask_stack(locator):
-    """The frame cache keeps each frame's exact-mode proposals: their masks are cropped and packed, not (N, H, W)."""
+    """The frame cache keeps each frame's exact-mode proposals (every grid stage's): their masks are cropped and
+    packed, not (N, H, W)."""
     image = np.random.default_rng(4).integers(0, 255, (72, 96, 3), dtype=np.uint8)
     locator.locate(image, "take the mug")
-    (cached,) = locator.prepare(image).exact_proposals.values()
-    assert len(cached) > 0
-    held = list(_arrays(cached, set()))
+    (stages,) = locator.prepare(image).exact_proposals.values()
+    assert stages.complete
+    kept = list(stages)
+    assert len(kept[-1]) > 0
+    held = list(_arrays(stages, set()))
     assert held and not [a.shape for a in held if a.ndim >= 3 or a.size >= 72 * 96]  # no stack, no frame
-    dense_bytes = len(cached) * 72 * 96  # what the (N, H, W) bool stack held
+    dense_bytes = sum(len(p) for p in kept) * 72 * 96  # what (N, H, W) bool stacks would hold
     assert sum(a.nbytes for a in held) < dense_bytes
-    np.testing.assert_array_equal(cached.masks.inclusive_boxes(), cached.boxes_xyxy)  # the crops are the boxes'
+    final = kept[-1]
+    np.testing.assert_array_equal(final.masks.inclusive_boxes(), final.boxes_xyxy)  # the crops are the boxes'
 
 
 def test_what_parsing_set_aside_or_corrected_reaches_the_answer(locator, frame):

@@ -17,6 +17,7 @@ from promptbox import part_prompts, provenance, relations, vocabulary, weights
 from promptbox.command import Target, parse
 from promptbox.config import LocatorConfig
 from promptbox.detection import Detection, NotFound
+from promptbox.grid_stages import GridStages
 from promptbox.image import check_image
 from promptbox.masks import BoxMasks
 from promptbox.matching import Matcher, PatchTokens
@@ -175,18 +176,8 @@ class Locator:
                 proposals = self._propose(image, frame, text)
             result, proposals = self._answer(image, frame, proposals, target, threshold, timings, stage)
             if self.config.mode == "fast" and self.config.fast_fallback and isinstance(result, NotFound):
-                # The map's peaks found nothing that passes: exact mode's grid on the same frame. Its stages are
-                # named as such, and progress does not go back (feedback consumers read it as rising).
-                def fallback_stage(name: str, progress: float) -> None:
-                    stage(f"fallback_{name}", STAGE_PROGRESS["selecting"])
-
-                fallback_stage("proposing", 0.0)
-                with _timed(timings, "fallback proposing"):
-                    assert frame is not None
-                    exact = self._exact_proposals(frame)
-                fallback_timings: dict[str, float] = {}
-                result, exact = self._answer(image, frame, exact, target, threshold, fallback_timings, fallback_stage)
-                timings.update({f"fallback {k}": v for k, v in fallback_timings.items()})
+                assert frame is not None
+                result, exact = self._fall_back(image, frame, target, threshold, timings, stage)
                 proposals = replace(proposals, timings_ms={
                     **proposals.timings_ms, **{f"fallback.{k}": v for k, v in exact.timings_ms.items()}})
 
@@ -201,6 +192,40 @@ class Locator:
         result.random_weights = self.random_weights
         result.weights_tag = self.weights_tag
         return result
+
+    def _fall_back(
+        self, image: np.ndarray, frame: FrameEmbedding, target: Target, threshold: float, timings: dict[str, float],
+        stage: StageCallback,
+    ) -> tuple[Detection | NotFound, Proposals]:
+        """Fast mode's prompts found nothing that passes: exact mode's grid on the same frame, stage by stage coarse
+        to fine (MaskProposer.propose_stages), until a stage's masks give an answer. The last stage's masks are
+        exact mode's, so a "not found", or a target only the finest points find, gets exact mode's answer. The
+        decoded stages are kept for the frame's later goals (GridStages). Stages are named fallback_*, and
+        progress does not go back (feedback consumers read it as rising)."""
+        def fallback_stage(name: str, progress: float) -> None:
+            stage(f"fallback_{name}", STAGE_PROGRESS["selecting"])
+
+        spent: dict[str, float] = {}
+
+        def add(name: str, ms: float) -> None:
+            spent[name] = spent.get(name, 0.0) + ms
+
+        started = time.perf_counter()
+        fallback_stage("proposing", 0.0)
+        for exact in self._grid_stages(frame):  # each step decodes the next stage, unless a goal did before
+            add("proposing", (time.perf_counter() - started) * 1000.0)
+            stage_timings: dict[str, float] = {}
+            result, matched = self._answer(image, frame, exact, target, threshold, stage_timings, fallback_stage)
+            for name, ms in stage_timings.items():
+                add(name, ms)
+            if isinstance(result, Detection):
+                break
+            started = time.perf_counter()
+            fallback_stage("proposing", 0.0)
+        else:
+            add("proposing", (time.perf_counter() - started) * 1000.0)  # the finest stage's empty check
+        timings.update({f"fallback {k}": v for k, v in spent.items()})
+        return result, matched
 
     def _answer(
         self,
@@ -322,15 +347,16 @@ class Locator:
         keep = shortlist(ranking, size, Regions(proposals.masks).containers)
         return proposals.subset(keep)
 
-    def _exact_proposals(self, frame: FrameEmbedding) -> Proposals:
-        """Exact mode's masks of a frame, decoded once per frame and settings."""
+    def _grid_stages(self, frame: FrameEmbedding) -> GridStages:
+        """Exact mode's masks of a frame, stage by stage, decoded once per frame and settings."""
         settings = self.proposer.settings
-        cached = frame.exact_proposals.get(settings)
-        if cached is None:
-            cached = frame.exact_proposals[settings] = self.proposer.propose(frame)
-            return cached
-        # The same masks; the timings say they cost nothing this time.
-        return replace(cached, timings_ms={"cached": 0.0})
+        if settings not in frame.exact_proposals:
+            frame.exact_proposals[settings] = GridStages(self.proposer.propose_stages(frame))
+        return frame.exact_proposals[settings]
+
+    def _exact_proposals(self, frame: FrameEmbedding) -> Proposals:
+        """Exact mode's masks of a frame: every stage's (timings {"cached": 0.0} when a goal decoded them before)."""
+        return self._grid_stages(frame).final()
 
     def _propose(self, image: np.ndarray, frame: FrameEmbedding | None, text) -> Proposals:
         mode = self.config.mode

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -299,31 +299,47 @@ class MaskProposer:
     # ------------------------------------------------------------------------------------------ exact (AMG)
     def propose(self, frame: FrameEmbedding) -> Proposals:
         """Upstream AMG's masks for this frame (same settings, same filters, same NMS), with far less decoding."""
+        *_, proposals = self.propose_stages(frame)
+        return proposals
+
+    def propose_stages(self, frame: FrameEmbedding) -> Iterator[Proposals]:
+        """propose(frame)'s masks as the grid is decoded coarse to fine: after each stage, the proposals of every
+        point decoded so far (the whole frame is covered from the first stage on, coarsely). The last is
+        propose(frame)'s; a caller that stops early skips the finer stages' decoding. Crops and
+        `skip_covered_points: false` decode in one stage."""
         s = self.settings
         if s.crop_n_layers > 0:
             # Crops need embeddings of their own; upstream does that, and the seed never used crops.
             if frame.image_rgb is None:
                 raise ValueError("crop_n_layers > 0 needs the frame's image; embed it with these settings")
-            return self.propose_upstream(frame.image_rgb)
+            yield self.propose_upstream(frame.image_rgb)
+            return
         timings: dict[str, float] = {}
         height, width = frame.original_size
         grid = build_all_layer_point_grids(s.points_per_side, 0, s.crop_n_points_downscale_factor)[0]
         points = grid * np.array([[width, height]])
         rule = _Filter(s.pred_iou_thresh, s.stability_score_thresh, iou_strict=True)
         if s.skip_covered_points:
-            decoded = self._decode_coarse_to_fine(frame, points, s.points_per_side, rule, timings)
+            stages = self._decode_coarse_to_fine(frame, points, s.points_per_side, rule, timings)
         else:
             decoded = _Decoded()
             self._decode(frame, points, rule, multimask=True, timings=timings, out=decoded)
-        proposals = self._finish(frame, decoded, s.box_nms_thresh, s.min_mask_region_area, timings)
-        proposals.prompts_decoded = decoded.prompts_decoded
-        return proposals
+            stages = iter([decoded])
+        postprocess = 0.0
+        for decoded in stages:
+            proposals = self._finish(frame, decoded, s.box_nms_thresh, s.min_mask_region_area, dict(timings))
+            # Each stage's post-processing is paid again on every mask so far: the total is what this call cost.
+            postprocess += proposals.timings_ms["postprocess"]
+            proposals.timings_ms["postprocess"] = postprocess
+            proposals.prompts_decoded = decoded.prompts_decoded
+            yield proposals
 
     def _decode_coarse_to_fine(
         self, frame: FrameEmbedding, points: np.ndarray, side: int, rule: _Filter, timings: dict[str, float]
-    ) -> _Decoded:
+    ) -> Iterator[_Decoded]:
         """Decode the grid's points coarse to fine, skipping each point that lies inside the finest kept mask of a
-        point decoded before it (a point in a segment already found would mostly repeat that segment's masks)."""
+        point decoded before it (a point in a segment already found would mostly repeat that segment's masks).
+        Yields the masks decoded so far after each stage that decoded any point (one growing _Decoded)."""
         height, width = frame.original_size
         out = _Decoded()
         shared = None
@@ -335,6 +351,7 @@ class MaskProposer:
         covered = np.zeros(len(points), bool)  # per grid point: inside a segment already found
         for stage in coarse_to_fine(side):
             pending = list(stage)
+            decoded_before = out.prompts_decoded
             while pending:
                 # Fill a whole decode batch with points still uncovered (small batches waste the decoder's time),
                 # then let that batch's segments cover the points after it.
@@ -349,7 +366,8 @@ class MaskProposer:
                 ids = np.array(batch)
                 shared = self._decode(frame, points[ids], rule, True, timings, out=out, point_ids=ids, shared=shared)
                 _cover_finest(covered, rows, cols, (height, width), out, already, margin)
-        return out
+            if out.prompts_decoded > decoded_before:  # the first stage always does: nothing is covered yet
+                yield out
 
     def propose_upstream(self, image_rgb: np.ndarray) -> Proposals:
         """The seed: upstream SamAutomaticMaskGenerator(settings).generate, as Proposals."""

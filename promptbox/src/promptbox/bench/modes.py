@@ -178,9 +178,10 @@ def matched_fraction(reference: np.ndarray, candidates: np.ndarray, threshold: f
 
 @contextmanager
 def _recording(proposer) -> Iterator[dict]:
-    """Keep the Proposals a Locator's call produced (for the mask-set agreement), without changing them."""
+    """Keep the Proposals a Locator's call produced last (for the mask-set agreement), without changing them: of
+    the grid's stages (fast mode's fallback), the last one it decoded."""
     seen: dict = {}
-    names = ("propose", "propose_points", "propose_upstream")
+    names = ("propose_stages", "propose_points", "propose_upstream")
     for name in names:
         method = getattr(proposer, name)
 
@@ -188,7 +189,12 @@ def _recording(proposer) -> Iterator[dict]:
             seen["proposals"] = _method(*args, **kwargs)
             return seen["proposals"]
 
-        setattr(proposer, name, wrapper)  # shadows the method on this instance only
+        def stages(*args, _method=method, **kwargs):
+            for seen["proposals"] in _method(*args, **kwargs):
+                yield seen["proposals"]
+
+        # Shadows the method on this instance only.
+        setattr(proposer, name, stages if name == "propose_stages" else wrapper)
     try:
         yield seen
     finally:

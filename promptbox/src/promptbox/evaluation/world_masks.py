@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -105,11 +106,12 @@ class WorldMaskProposer(MaskProposer):
         return frame
 
     def _decode_coarse_to_fine(self, frame: FrameEmbedding, points: np.ndarray, side: int, rule: _Filter,
-                               timings: dict[str, float]) -> _Decoded:
-        # The oracle decodes for free: every grid point, so its mask set measures matching and selection alone.
+                               timings: dict[str, float]) -> Iterator[_Decoded]:
+        # The oracle decodes for free: every grid point in one stage, so its mask set measures matching and
+        # selection alone.
         out = _Decoded()
         self._decode(frame, points, rule, True, timings, out=out)
-        return out
+        yield out
 
     def _decode(self, frame: FrameEmbedding, points: np.ndarray, rule: _Filter, multimask: bool,
                 timings: dict[str, float], *, out: _Decoded, point_ids: np.ndarray | None = None,

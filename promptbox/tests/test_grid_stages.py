@@ -1,0 +1,117 @@
+"""Exact mode's grid decoded stage by stage: the last stage is exact mode's proposals, fast mode's fallback stops at
+the first stage that answers, and the frame's later goals replay the decoded stages rather than decode again. World
+MobileSAM and CLIP (a network whose grid needs several stages), on a world frame where fast mode's own prompts miss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from promptbox.config import LocatorConfig
+from promptbox.detection import Detection
+from promptbox.grid_stages import GridStages
+from promptbox.locator import Locator
+from promptbox.proposals import Proposals
+from promptbox.world import generate_scene
+
+WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "world"
+# The bench's first world frame: fast mode's map puts no prompt on the apple; the grid's coarse stages find it.
+SEED, COMMAND = 20261124, "pick the apple"
+
+
+@pytest.fixture(scope="module")
+def locator() -> Locator:
+    return Locator(LocatorConfig(sam_checkpoint=str(WEIGHTS / "mobile_sam.pt"), clip_model=str(WEIGHTS / "world-clip"),
+                                 mode="fast"))
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return generate_scene(SEED, 0, (640, 480), split="val")
+
+
+def _apple_box(scene) -> np.ndarray:
+    (apple,) = [o for o in scene.objects if o.cls == "apple"]
+    return np.add(apple.box_xyxy, [0, 0, 1, 1])
+
+
+def _same(a: Proposals, b: Proposals) -> bool:
+    return (np.array_equal(a.boxes_xyxy, b.boxes_xyxy) and np.array_equal(a.predicted_iou, b.predicted_iou)
+            and np.array_equal(a.masks.to_dense(), b.masks.to_dense()))
+
+
+def test_the_last_stage_is_exact_modes_proposals_and_the_stages_grow(locator, scene):
+    proposer = locator.proposer
+    frame = proposer.embed(scene.image)
+    stages = list(proposer.propose_stages(frame))
+    assert len(stages) >= 3  # the case under test: a grid that needs several stages
+    decoded = [s.prompts_decoded for s in stages]
+    assert decoded == sorted(set(decoded))  # each stage decodes new points
+    assert _same(stages[-1], proposer.propose(proposer.embed(scene.image)))
+
+
+def test_the_fallback_stops_at_the_first_stage_that_answers_and_a_later_goal_replays_it(locator, scene):
+    alone = locator.with_mode("fast")
+    alone.config = alone.config.with_overrides(fast_fallback=False)
+    frame = locator.prepare(scene.image)
+    frame.exact_proposals.clear()
+    assert not isinstance(alone.locate(scene.image, COMMAND, frame=frame), Detection)  # the map's prompts miss
+
+    names: list[str] = []
+    result = locator.locate(scene.image, COMMAND, frame=frame, on_stage=lambda name, progress: names.append(name))
+    assert isinstance(result, Detection), result.reason
+    np.testing.assert_allclose(result.box_xyxy, _apple_box(scene), atol=8.0)
+    (stages,) = frame.exact_proposals.values()
+    assert not stages.complete  # the finer stages were never decoded
+    decoded = [s.prompts_decoded for s in stages._decoded]
+    assert names.count("fallback_proposing") == len(decoded)
+
+    # The same goal again: the same answer from the stages already decoded, with no decoding.
+    calls = []
+    original = locator.proposer._decode
+    locator.proposer._decode = lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs)
+    try:
+        again = locator.locate(scene.image, COMMAND, frame=frame)
+    finally:
+        del locator.proposer._decode
+    assert isinstance(again, Detection) and again.box_xyxy == result.box_xyxy
+    assert len(calls) == 1  # fast mode's own prompts; no grid point
+    assert again.timings_ms["proposals.fallback.cached"] == 0.0
+
+
+def test_exact_mode_goes_on_from_the_decoded_stages_to_its_own_proposals(locator, scene):
+    frame = locator.prepare(scene.image)
+    frame.exact_proposals.clear()
+    locator.locate(scene.image, COMMAND, frame=frame)  # decodes the first stages only
+    (stages,) = frame.exact_proposals.values()
+    assert not stages.complete
+    exact = locator.with_mode("exact")._exact_proposals(frame)
+    assert stages.complete
+    proposer = locator.proposer
+    assert _same(exact, proposer.propose(proposer.embed(scene.image)))
+
+
+def test_grid_stages_decode_on_demand_and_replay_what_was_decoded():
+    pulled: list[int] = []
+
+    def stages():
+        for i in range(3):
+            pulled.append(i)
+            yield _proposals(i)
+
+    grid = GridStages(stages())
+    first = next(iter(grid))
+    assert pulled == [0] and not grid.complete and first.timings_ms == {"stage": 0.0}
+    replayed = list(grid)
+    assert pulled == [0, 1, 2] and grid.complete
+    assert [p.timings_ms for p in replayed] == [{"cached": 0.0}, {"stage": 1.0}, {"stage": 2.0}]
+    assert grid.final().timings_ms == {"cached": 0.0} and pulled == [0, 1, 2]
+
+
+def _proposals(i: int) -> Proposals:
+    from promptbox.masks import BoxMasks
+
+    empty = np.zeros((0,), np.float32)
+    return Proposals(BoxMasks.empty((4, 4)), np.zeros((0, 4), np.float32), empty, empty, {"stage": float(i)})
