@@ -4,6 +4,8 @@ MobileSAM and CLIP (a network whose grid needs several stages), on a world frame
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +117,43 @@ def _proposals(i: int) -> Proposals:
 
     empty = np.zeros((0,), np.float32)
     return Proposals(BoxMasks.empty((4, 4)), np.zeros((0, 4), np.float32), empty, empty, {"stage": float(i)})
+
+
+def test_a_frame_leaving_the_cache_is_freed_at_once_and_decodes_afresh_if_used_again(locator, scene):
+    """Partly decoded stages hold their frame in a cycle (the decoder's generator has it); the cache breaks it."""
+    gc.disable()  # so only reference counting can free the frame
+    try:
+        locator.forget_frames()
+        frame = locator.prepare(scene.image)
+        locator.locate(scene.image, COMMAND, frame=frame)
+        (stages,) = frame.exact_proposals.values()
+        assert not stages.complete  # the case under test: a generator still holds the frame
+        alive = weakref.ref(frame)
+        locator.forget_frames()
+        assert frame.exact_proposals == {}
+        del frame, stages
+        assert alive() is None
+    finally:
+        gc.enable()
+    # A caller that kept an evicted frame gets a fresh grid: the same answer as before.
+    kept = locator.prepare(scene.image)
+    first = locator.locate(scene.image, COMMAND, frame=kept)
+    locator.forget_frames()
+    again = locator.locate(scene.image, COMMAND, frame=kept)
+    assert isinstance(again, Detection) and again.box_xyxy == first.box_xyxy
+
+
+@pytest.mark.parametrize("command", ["pick the apple on the left", "pick the apple next to the mug"])
+def test_a_command_that_compares_instances_gets_every_stage(locator, scene, command):
+    """"The apple on the left" ranks every apple: a stage that holds only some could pick the wrong one."""
+    frame = locator.prepare(scene.image)
+    frame.exact_proposals.clear()
+    locator.locate(scene.image, COMMAND, frame=frame)
+    (stages,) = frame.exact_proposals.values()
+    assert not stages.complete  # the plain command stopped early on this frame
+
+    frame.exact_proposals.clear()
+    names: list[str] = []
+    locator.locate(scene.image, command, frame=frame, on_stage=lambda name, progress: names.append(name))
+    (stages,) = frame.exact_proposals.values()
+    assert stages.complete and names.count("fallback_matching") == 1  # matched once, on exact mode's masks

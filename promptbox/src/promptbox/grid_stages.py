@@ -37,6 +37,14 @@ class GridStages:
             self._decoded.append(stage)
             yield stage
 
+    def close(self) -> None:
+        """Stop decoding for good: the decoder's generator holds the frame, and the frame holds this, a cycle that
+        only the garbage collector would free. The Locator closes the stages of frames leaving its cache, and
+        drops them, so a later goal on such a frame starts afresh."""
+        if self._rest is not None:
+            self._rest.close()
+            self._rest = None
+
     def final(self) -> Proposals:
         """The last stage's proposals (exact mode's), decoding what is left."""
         *_, last = self

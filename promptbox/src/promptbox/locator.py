@@ -133,12 +133,14 @@ class Locator:
                 embedding.timings_ms["patch_tokens"] = (time.perf_counter() - started) * 1000.0
             self._frames[key] = embedding
             while len(self._frames) > _FRAME_CACHE_SIZE:
-                self._frames.popitem(last=False)
+                _release(self._frames.popitem(last=False)[1])
             return embedding
 
     def forget_frames(self) -> None:
         """Drop cached frame embeddings, so the next call embeds again (the bench times cold frames this way)."""
         with self._lock:
+            for frame in self._frames.values():
+                _release(frame)
             self._frames.clear()
 
     def locate(
@@ -199,7 +201,8 @@ class Locator:
     ) -> tuple[Detection | NotFound, Proposals]:
         """Fast mode's prompts found nothing that passes: exact mode's grid on the same frame, stage by stage coarse
         to fine (MaskProposer.propose_stages), until a stage's masks give an answer. The last stage's masks are
-        exact mode's, so a "not found", or a target only the finest points find, gets exact mode's answer. The
+        exact mode's, so a "not found", a target only the finest points find, and a command that compares instances
+        (a qualifier, a relation) get exact mode's answer. The
         decoded stages are kept for the frame's later goals (GridStages). Stages are named fallback_*, and
         progress does not go back (feedback consumers read it as rising)."""
         def fallback_stage(name: str, progress: float) -> None:
@@ -210,9 +213,14 @@ class Locator:
         def add(name: str, ms: float) -> None:
             spent[name] = spent.get(name, 0.0) + ms
 
+        grid = self._grid_stages(frame)
+        # A qualifier or a relation compares the target's instances ("the bottle on the left", "the cup next to the
+        # laptop"), and an early stage may not hold them all: those get exact mode's masks, every stage decoded.
+        compares = target.spatial is not None or target.relation is not None
+        stages = (grid.final() for _ in range(1)) if compares else iter(grid)
         started = time.perf_counter()
         fallback_stage("proposing", 0.0)
-        for exact in self._grid_stages(frame):  # each step decodes the next stage, unless a goal did before
+        for exact in stages:  # each step decodes the next stage, unless a goal did before
             add("proposing", (time.perf_counter() - started) * 1000.0)
             stage_timings: dict[str, float] = {}
             result, matched = self._answer(image, frame, exact, target, threshold, stage_timings, fallback_stage)
@@ -369,6 +377,14 @@ class Locator:
         heat = self.matcher.similarity_map(image, text, self._tokens(image, frame))
         points = peak_points(heat, image.shape[:2], self.config.fast_points)
         return self.proposer.propose_points(frame, points)
+
+
+def _release(frame: FrameEmbedding) -> None:
+    """A frame leaves the cache: its partly decoded grid stages hold it in a cycle (GridStages.close); they go, so
+    the frame's memory is freed now, and a caller still holding the frame decodes its grid afresh."""
+    for stages in frame.exact_proposals.values():
+        stages.close()
+    frame.exact_proposals.clear()
 
 
 def _check_min_score(value: float) -> float:
