@@ -47,7 +47,7 @@ def _same(a: Proposals, b: Proposals) -> bool:
 def test_the_last_stage_is_exact_modes_proposals_and_the_stages_grow(locator, scene):
     proposer = locator.proposer
     frame = proposer.embed(scene.image)
-    stages = list(proposer.propose_stages(frame))
+    stages = [stage() for stage in proposer.grid_stages(frame)]
     assert len(stages) >= 3  # the case under test: a grid that needs several stages
     decoded = [s.prompts_decoded for s in stages]
     assert decoded == sorted(set(decoded))  # each stage decodes new points
@@ -67,8 +67,7 @@ def test_the_fallback_stops_at_the_first_stage_that_answers_and_a_later_goal_rep
     np.testing.assert_allclose(result.box_xyxy, _apple_box(scene), atol=8.0)
     (stages,) = frame.exact_proposals.values()
     assert not stages.complete  # the finer stages were never decoded
-    decoded = [s.prompts_decoded for s in stages._decoded]
-    assert names.count("fallback_proposing") == len(decoded)
+    assert names.count("fallback_proposing") == stages.decoded
 
     # The same goal again: the same answer from the stages already decoded, with no decoding.
     calls = []
@@ -97,26 +96,27 @@ def test_exact_mode_goes_on_from_the_decoded_stages_to_its_own_proposals(locator
 
 def test_grid_stages_decode_on_demand_and_replay_what_was_decoded():
     pulled: list[int] = []
+    finished: list[int] = []
 
     def stages():
         for i in range(3):
             pulled.append(i)
-            yield _proposals(i)
+            yield lambda i=i: finished.append(i) or _proposals(i)
 
     grid = GridStages(stages())
     first = next(iter(grid))
-    assert pulled == [0] and not grid.complete and first.timings_ms == {"stage": 0.0}
+    assert pulled == [0] and finished == [0] and not grid.complete and first.timings_ms == {"stage": 0.0}
     replayed = list(grid)
-    assert pulled == [0, 1, 2] and grid.complete
+    assert pulled == [0, 1, 2] and finished == [0, 1, 2] and grid.complete and grid.decoded == 3
     assert [p.timings_ms for p in replayed] == [{"cached": 0.0}, {"stage": 1.0}, {"stage": 2.0}]
-    assert grid.final().timings_ms == {"cached": 0.0} and pulled == [0, 1, 2]
+    assert grid.final().timings_ms == {"cached": 0.0} and finished == [0, 1, 2]
 
 
-def _proposals(i: int) -> Proposals:
-    from promptbox.masks import BoxMasks
-
-    empty = np.zeros((0,), np.float32)
-    return Proposals(BoxMasks.empty((4, 4)), np.zeros((0, 4), np.float32), empty, empty, {"stage": float(i)})
+def test_exact_mode_post_processes_only_the_last_stage():
+    """Exact mode needs every stage decoded but only the last one's masks: the others are never post-processed."""
+    finished: list[int] = []
+    grid = GridStages(iter([lambda i=i: finished.append(i) or _proposals(i) for i in range(4)]))
+    assert grid.final().timings_ms == {"stage": 3.0} and finished == [3] and grid.complete
 
 
 def test_a_frame_leaving_the_cache_is_freed_at_once_and_decodes_afresh_if_used_again(locator, scene):
@@ -157,3 +157,10 @@ def test_a_command_that_compares_instances_gets_every_stage(locator, scene, comm
     locator.locate(scene.image, command, frame=frame, on_stage=lambda name, progress: names.append(name))
     (stages,) = frame.exact_proposals.values()
     assert stages.complete and names.count("fallback_matching") == 1  # matched once, on exact mode's masks
+
+
+def _proposals(i: int) -> Proposals:
+    from promptbox.masks import BoxMasks
+
+    empty = np.zeros((0,), np.float32)
+    return Proposals(BoxMasks.empty((4, 4)), np.zeros((0, 4), np.float32), empty, empty, {"stage": float(i)})

@@ -170,8 +170,8 @@ def test_exact_proposals_are_computed_once_per_frame(locator, monkeypatch):
     """Exact-mode masks don't depend on the command: a second command on the same frame reuses them."""
     frame_image = np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)
     calls = []
-    real = locator.proposer.propose_stages
-    monkeypatch.setattr(locator.proposer, "propose_stages", lambda frame: calls.append(1) or real(frame))
+    real = locator.proposer.grid_stages
+    monkeypatch.setattr(locator.proposer, "grid_stages", lambda frame: calls.append(1) or real(frame))
     first = locator.locate(frame_image, "take the mug")
     second = locator.locate(frame_image, "take the cup")
     assert len(calls) == 1

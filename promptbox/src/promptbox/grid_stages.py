@@ -3,39 +3,41 @@ later goals."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from promptbox.proposals import Proposals
 
 
 class GridStages:
-    """The proposals after each coarse-to-fine stage of one frame's grid (MaskProposer.propose_stages). Fast mode's
-    fallback stops at the first stage whose masks answer; a later goal on the frame replays the stages decoded
-    before (at no decoding cost, and so to the same answer it would get on a fresh frame) and goes on from there.
-    The last stage is exact mode's proposals. Not thread-safe; the Locator serialises calls."""
+    """The proposals after each coarse-to-fine stage of one frame's grid (MaskProposer.grid_stages), each decoded
+    and post-processed only when some caller first asks for it. Fast mode's fallback stops at the first stage whose
+    masks answer; a later goal on the frame replays the stages it reached (at no cost, and so to the answer it would
+    get on a fresh frame) and goes on from there. The last stage is exact mode's proposals, and exact mode asks for
+    that one only. Not thread-safe; the Locator serialises calls."""
 
-    def __init__(self, stages: Iterator[Proposals]) -> None:
-        self._decoded: list[Proposals] = []
-        self._rest: Iterator[Proposals] | None = stages
+    def __init__(self, stages: Iterator[Callable[[], Proposals]]) -> None:
+        self._stages: list[Callable[[], Proposals]] = []  # decoded: each post-processes its masks when called
+        self._finished: dict[int, Proposals] = {}
+        self._rest: Iterator[Callable[[], Proposals]] | None = stages
 
     @property
     def complete(self) -> bool:
         """Every stage is decoded."""
         return self._rest is None
 
+    @property
+    def decoded(self) -> int:
+        """How many stages are decoded so far."""
+        return len(self._stages)
+
     def __iter__(self) -> Iterator[Proposals]:
-        """Every stage in order: those decoded before with timings {"cached": 0.0}, then newly decoded ones (their
-        timings are the grid's so far)."""
-        for earlier in list(self._decoded):
-            yield replace(earlier, timings_ms={"cached": 0.0})
-        while self._rest is not None:
-            stage = next(self._rest, None)
-            if stage is None:
-                self._rest = None
-                return
-            self._decoded.append(stage)
-            yield stage
+        """Every stage in order. One post-processed before comes with timings {"cached": 0.0}; a new one with the
+        grid's decoding so far and its own post-processing."""
+        index = 0
+        while self._pull(index):
+            yield self._proposals(index)
+            index += 1
 
     def close(self) -> None:
         """Stop decoding for good: the decoder's generator holds the frame, and the frame holds this, a cycle that
@@ -46,6 +48,23 @@ class GridStages:
             self._rest = None
 
     def final(self) -> Proposals:
-        """The last stage's proposals (exact mode's), decoding what is left."""
-        *_, last = self
-        return last
+        """The last stage's proposals (exact mode's), decoding what is left; no other stage is post-processed."""
+        while self._pull(len(self._stages)):
+            pass
+        return self._proposals(len(self._stages) - 1)
+
+    def _pull(self, index: int) -> bool:
+        """Decode up to stage `index`; False when the grid has no such stage."""
+        while len(self._stages) <= index and self._rest is not None:
+            stage = next(self._rest, None)
+            if stage is None:
+                self._rest = None
+            else:
+                self._stages.append(stage)
+        return index < len(self._stages)
+
+    def _proposals(self, index: int) -> Proposals:
+        if index in self._finished:
+            return replace(self._finished[index], timings_ms={"cached": 0.0})
+        self._finished[index] = self._stages[index]()
+        return self._finished[index]

@@ -200,7 +200,7 @@ class Locator:
         stage: StageCallback,
     ) -> tuple[Detection | NotFound, Proposals]:
         """Fast mode's prompts found nothing that passes: exact mode's grid on the same frame, stage by stage coarse
-        to fine (MaskProposer.propose_stages), until a stage's masks give an answer. The last stage's masks are
+        to fine (MaskProposer.grid_stages), until a stage's masks give an answer. The last stage's masks are
         exact mode's, so a "not found", a target only the finest points find, and a command that compares instances
         (a qualifier, a relation) get exact mode's answer. The
         decoded stages are kept for the frame's later goals (GridStages). Stages are named fallback_*, and
@@ -359,7 +359,7 @@ class Locator:
         """Exact mode's masks of a frame, stage by stage, decoded once per frame and settings."""
         settings = self.proposer.settings
         if settings not in frame.exact_proposals:
-            frame.exact_proposals[settings] = GridStages(self.proposer.propose_stages(frame))
+            frame.exact_proposals[settings] = GridStages(self.proposer.grid_stages(frame))
         return frame.exact_proposals[settings]
 
     def _exact_proposals(self, frame: FrameEmbedding) -> Proposals:

@@ -9,6 +9,7 @@ arithmetic around them changes, so the masks are upstream's up to float rounding
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -150,6 +151,11 @@ class _Decoded:
     prompts: list[np.ndarray] = field(default_factory=list)  # which point prompt each mask came from
     levels: list[np.ndarray] = field(default_factory=list)  # and which of its mask tokens (0: the first decoded)
     prompts_decoded: int = 0
+
+    def snapshot(self) -> _Decoded:
+        """What is decoded now, unchanged by later decoding (the lists are copied, their arrays shared)."""
+        return _Decoded(list(self.packed), list(self.boxes), list(self.iou), list(self.stability),
+                        list(self.prompts), list(self.levels), self.prompts_decoded)
 
 
 class MaskProposer:
@@ -299,20 +305,21 @@ class MaskProposer:
     # ------------------------------------------------------------------------------------------ exact (AMG)
     def propose(self, frame: FrameEmbedding) -> Proposals:
         """Upstream AMG's masks for this frame (same settings, same filters, same NMS), with far less decoding."""
-        *_, proposals = self.propose_stages(frame)
-        return proposals
+        *_, last = self.grid_stages(frame)
+        return last()
 
-    def propose_stages(self, frame: FrameEmbedding) -> Iterator[Proposals]:
-        """propose(frame)'s masks as the grid is decoded coarse to fine: after each stage, the proposals of every
-        point decoded so far (the whole frame is covered from the first stage on, coarsely). The last is
-        propose(frame)'s; a caller that stops early skips the finer stages' decoding. Crops and
-        `skip_covered_points: false` decode in one stage."""
+    def grid_stages(self, frame: FrameEmbedding) -> Iterator[Callable[[], Proposals]]:
+        """propose(frame)'s grid decoded coarse to fine: after each stage, a function that gives the proposals of
+        every point decoded so far (the whole frame is covered from the first stage on, coarsely); its
+        post-processing runs only when called. The last stage's is propose(frame)'s; a caller that stops early
+        skips the finer stages' decoding. Crops and `skip_covered_points: false` decode in one stage."""
         s = self.settings
         if s.crop_n_layers > 0:
             # Crops need embeddings of their own; upstream does that, and the seed never used crops.
             if frame.image_rgb is None:
                 raise ValueError("crop_n_layers > 0 needs the frame's image; embed it with these settings")
-            yield self.propose_upstream(frame.image_rgb)
+            image = frame.image_rgb
+            yield lambda: self.propose_upstream(image)
             return
         timings: dict[str, float] = {}
         height, width = frame.original_size
@@ -325,14 +332,15 @@ class MaskProposer:
             decoded = _Decoded()
             self._decode(frame, points, rule, multimask=True, timings=timings, out=decoded)
             stages = iter([decoded])
-        postprocess = 0.0
         for decoded in stages:
-            proposals = self._finish(frame, decoded, s.box_nms_thresh, s.min_mask_region_area, dict(timings))
-            # Each stage's post-processing is paid again on every mask so far: the total is what this call cost.
-            postprocess += proposals.timings_ms["postprocess"]
-            proposals.timings_ms["postprocess"] = postprocess
-            proposals.prompts_decoded = decoded.prompts_decoded
-            yield proposals
+            # The decoding's timings so far (the whole grid's, at the last stage), and this stage's post-processing.
+            yield functools.partial(self._finish_stage, frame, decoded.snapshot(), dict(timings))
+
+    def _finish_stage(self, frame: FrameEmbedding, decoded: _Decoded, timings: dict[str, float]) -> Proposals:
+        s = self.settings
+        proposals = self._finish(frame, decoded, s.box_nms_thresh, s.min_mask_region_area, timings)
+        proposals.prompts_decoded = decoded.prompts_decoded
+        return proposals
 
     def _decode_coarse_to_fine(
         self, frame: FrameEmbedding, points: np.ndarray, side: int, rule: _Filter, timings: dict[str, float]

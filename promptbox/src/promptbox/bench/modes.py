@@ -179,22 +179,25 @@ def matched_fraction(reference: np.ndarray, candidates: np.ndarray, threshold: f
 @contextmanager
 def _recording(proposer) -> Iterator[dict]:
     """Keep the Proposals a Locator's call produced last (for the mask-set agreement), without changing them: of
-    the grid's stages (fast mode's fallback), the last one it decoded."""
+    the grid's stages (fast mode's fallback), the last one it post-processed."""
     seen: dict = {}
-    names = ("propose_stages", "propose_points", "propose_upstream")
+    names = ("grid_stages", "propose_points", "propose_upstream")
+
+    def recorded(make):
+        def wrapper(*args, **kwargs):
+            seen["proposals"] = make(*args, **kwargs)
+            return seen["proposals"]
+        return wrapper
+
     for name in names:
         method = getattr(proposer, name)
 
-        def wrapper(*args, _method=method, **kwargs):
-            seen["proposals"] = _method(*args, **kwargs)
-            return seen["proposals"]
-
         def stages(*args, _method=method, **kwargs):
-            for seen["proposals"] in _method(*args, **kwargs):
-                yield seen["proposals"]
+            for stage in _method(*args, **kwargs):
+                yield recorded(stage)
 
         # Shadows the method on this instance only.
-        setattr(proposer, name, stages if name == "propose_stages" else wrapper)
+        setattr(proposer, name, stages if name == "grid_stages" else recorded(method))
     try:
         yield seen
     finally:
