@@ -202,9 +202,9 @@ class Locator:
         """Fast mode's prompts found nothing that passes: exact mode's grid on the same frame, stage by stage coarse
         to fine (MaskProposer.grid_stages), until a stage's masks give an answer. The last stage's masks are
         exact mode's, so a "not found", a target only the finest points find, and a command that compares instances
-        (a qualifier, a relation) get exact mode's answer. The
-        decoded stages are kept for the frame's later goals (GridStages). Stages are named fallback_*, and
-        progress does not go back (feedback consumers read it as rising)."""
+        (a qualifier, a relation) get exact mode's answer. The decoded stages are kept for the frame's later goals
+        (GridStages). Stages are named fallback_*, and progress does not go back (feedback consumers read it as
+        rising)."""
         def fallback_stage(name: str, progress: float) -> None:
             stage(f"fallback_{name}", STAGE_PROGRESS["selecting"])
 
@@ -363,7 +363,8 @@ class Locator:
         return frame.exact_proposals[settings]
 
     def _exact_proposals(self, frame: FrameEmbedding) -> Proposals:
-        """Exact mode's masks of a frame: every stage's (timings {"cached": 0.0} when a goal decoded them before)."""
+        """Exact mode's masks of a frame: the grid's last stage (timings {"cached": 0.0} when a goal post-processed
+        it before)."""
         return self._grid_stages(frame).final()
 
     def _propose(self, image: np.ndarray, frame: FrameEmbedding | None, text) -> Proposals:
