@@ -70,26 +70,24 @@ def full_size(maps: ResizeMaps, low_res: torch.Tensor, threshold: float, offset:
         return _whole_frames(maps, low_res, threshold, offset)
     height, width = maps.to_rows.shape[0], maps.to_cols.shape[1]
     masks = torch.zeros(len(low_res), height, width, dtype=torch.bool)
-    above = torch.zeros(len(low_res), dtype=torch.int32)
-    counted = torch.zeros(len(low_res), dtype=torch.int32)
+    # Nothing above the lower level anywhere: an empty mask, scored 0 / 0 as upstream scores it.
+    stability = torch.full((len(low_res),), float("nan"))
     boxes = torch.zeros(len(low_res), 4, dtype=torch.int64)
     reaches = (low_res > threshold - offset).cpu().numpy()
     for m, reach in enumerate(reaches):
         rows, cols = np.flatnonzero(reach.any(axis=1)), np.flatnonzero(reach.any(axis=0))
-        if len(rows) == 0:  # nothing above the lower level anywhere: empty, and 0 / 0 as upstream's score
+        if len(rows) == 0:
             continue
         top, bottom = maps.row_reach[rows[0], 0], maps.row_reach[rows[-1], 1] + 1
         left, right = maps.col_reach[cols[0], 0], maps.col_reach[cols[-1], 1] + 1
         logits = maps.to_rows[top:bottom] @ (low_res[m] @ maps.to_cols[:, left:right])
         mask = logits > threshold
         masks[m, top:bottom, left:right] = mask
-        # calculate_stability_score's counts, over the only pixels that can count.
-        above[m] = (logits > threshold + offset).sum(-1, dtype=torch.int16).sum(dtype=torch.int32)
-        counted[m] = (logits > threshold - offset).sum(-1, dtype=torch.int16).sum(dtype=torch.int32)
-        ys, xs = torch.nonzero(mask.any(dim=1)).flatten(), torch.nonzero(mask.any(dim=0)).flatten()
-        if len(ys):
-            boxes[m] = torch.tensor([left + xs[0], top + ys[0], left + xs[-1], top + ys[-1]])
-    return FullSize(masks, above / counted, boxes)
+        # Upstream's score and box, on the only pixels that can count; the box moved from the reach to the frame.
+        stability[m] = calculate_stability_score(logits, threshold, offset)
+        if mask.any():
+            boxes[m] = batched_mask_to_box(mask) + torch.tensor([left, top, left, top])
+    return FullSize(masks, stability, boxes)
 
 
 def _whole_frames(maps: ResizeMaps, low_res: torch.Tensor, threshold: float, offset: float) -> FullSize:

@@ -217,6 +217,7 @@ class Locator:
         # A qualifier or a relation compares the target's instances ("the bottle on the left", "the cup next to the
         # laptop"), and an early stage may not hold them all: those get exact mode's masks, every stage decoded.
         compares = target.spatial is not None or target.relation is not None
+        # Lazily, so the grid's decoding is timed below as the fallback's proposing.
         stages = (grid.final() for _ in range(1)) if compares else iter(grid)
         started = time.perf_counter()
         fallback_stage("proposing", 0.0)
