@@ -159,5 +159,24 @@ def test_similarity_map_follows_the_image(matcher: Matcher) -> None:
     assert not np.allclose(matcher.similarity_map(frame(seed=4), text), matcher.similarity_map(frame(seed=5), text))
 
 
+def test_a_scenery_relative_map_is_the_cosine_less_each_patchs_best_scenery_cosine(matcher: Matcher) -> None:
+    image = frame(seed=6)
+    tokens = matcher.patch_tokens(image)
+    text = matcher.encode_text("mug")
+    scenery = matcher.encode_texts(["table", "wall"])
+    raw = matcher.similarity_map(image, text, tokens)
+    relative = matcher.similarity_map(image, text, tokens, scenery=scenery)
+    best_scenery = (tokens.tokens @ scenery.T).amax(dim=-1).numpy()
+    assert best_scenery.std() > 0  # the case under test: the subtracted level differs between patches
+    np.testing.assert_allclose(relative, raw - best_scenery, atol=1e-6)
+    assert not np.allclose(np.argsort(relative.ravel()), np.argsort(raw.ravel()))  # so the peaks can move
+
+
+@pytest.mark.parametrize("shape", [(0, D), (2, D - 1), (D,)])
+def test_bad_scenery_is_a_value_error_naming_the_shape(matcher: Matcher, shape: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match=r"scenery: shape .*accepted: \(B, 512\)"):
+        matcher.similarity_map(frame(), matcher.encode_text("mug"), scenery=torch.zeros(shape))
+
+
 def test_logit_scale_is_clip_temperature(matcher: Matcher) -> None:
     assert matcher.logit_scale == pytest.approx(np.exp(2.6592), rel=1e-4)  # CLIPConfig's initial value

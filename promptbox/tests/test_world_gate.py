@@ -41,6 +41,12 @@ RUNS = {"sam": ("exact", "fast"), "oracle": ("exact", "fast")}  # masks source -
 #   oracle exact / fast: all 0.67 / 0.67, absent 0.88 / 0.88, attribute 0.70 / 0.70, class 0.62 / 0.62, whole 0.67 /
 #     0.72, part 0.74 / 0.74, spatial 0.33 / 0.33, relation 0.20 / 0.20, unseen 0.29 / 0.29; false boxes on absent
 #     0.12 / 0.12, wrong objects 0.07 / 0.08.
+# Fast mode's map scores each patch against scenery (2026-11-24): sam fast all 0.62, class 0.75, whole 0.78,
+# attribute 0.73, unseen 0.57, part 0.26, spatial 0.50, relation 0.20; false boxes 0.04, wrong objects 0.04; 58 of
+# 100 queries fell back to the grid (70 before). A command that compares instances now gets exact mode's masks in
+# fast mode too (Locator._compares), so fast spatial is exact's. Its 0.67 before was one query, "the scissors on
+# the left": the prompts' masks held the left scissors alone (exact mode's grid misses it), so "left" was never
+# weighed against the other pair.
 # Floors sit about one query-in-ten below (the world is deterministic; the margin absorbs float drift, not luck).
 # A tag of one or two hits (sam relation) gets no floor: a CPU/GPU float difference can flip it.
 FLOORS: dict[tuple[str, str, str], dict[str, float]] = {
@@ -55,7 +61,7 @@ FLOORS: dict[tuple[str, str, str], dict[str, float]] = {
     ("sam", "exact", "whole"): {"accuracy": 0.55},
     ("sam", "fast", "whole"): {"accuracy": 0.55},
     ("sam", "exact", "spatial"): {"accuracy": 0.50},
-    ("sam", "fast", "spatial"): {"accuracy": 0.66},
+    ("sam", "fast", "spatial"): {"accuracy": 0.50},
     ("sam", "exact", "part"): {"accuracy": 0.17},
     ("sam", "fast", "part"): {"accuracy": 0.17},
     ("sam", "exact", "unseen"): {"accuracy": 0.14},

@@ -112,7 +112,7 @@ class Locator:
             self.proposer.warm_up_decoder(embedding)  # on a GPU, the decoder's CUDA graphs
             text = self.matcher.encode_text("warm-up object")
             if self.config.mode == "fast" or self.config.matching == "shortlist":
-                self.matcher.similarity_map(frame, text)
+                self.matcher.similarity_map(frame, text, scenery=self._background)
             self.matcher.encode_regions(frame, np.array([[0.0, 0.0, 63.0, 63.0]]), None)  # one crop's worth
 
     def prepare(self, image_rgb: np.ndarray) -> FrameEmbedding:
@@ -175,9 +175,10 @@ class Locator:
 
             stage("proposing", STAGE_PROGRESS["proposing"])
             with _timed(timings, "proposing"):
-                proposals = self._propose(image, frame, text)
+                proposals = self._propose(image, frame, text, target)
             result, proposals = self._answer(image, frame, proposals, target, threshold, timings, stage)
-            if self.config.mode == "fast" and self.config.fast_fallback and isinstance(result, NotFound):
+            if (self.config.mode == "fast" and self.config.fast_fallback and isinstance(result, NotFound)
+                    and not _compares(target)):  # that one had exact mode's masks already
                 assert frame is not None
                 result, exact = self._fall_back(image, frame, target, threshold, timings, stage)
                 proposals = replace(proposals, timings_ms={
@@ -201,8 +202,8 @@ class Locator:
     ) -> tuple[Detection | NotFound, Proposals]:
         """Fast mode's prompts found nothing that passes: exact mode's grid on the same frame, stage by stage coarse
         to fine (MaskProposer.grid_stages), until a stage's masks give an answer. The last stage's masks are
-        exact mode's, so a "not found", a target only the finest points find, and a command that compares instances
-        (a qualifier, a relation) get exact mode's answer. The decoded stages are kept for the frame's later goals
+        exact mode's, so a "not found" and a target only the finest points find get exact mode's answer. The
+        decoded stages are kept for the frame's later goals
         (GridStages). Stages are named fallback_*, and progress does not go back (feedback consumers read it as
         rising)."""
         def fallback_stage(name: str, progress: float) -> None:
@@ -213,12 +214,7 @@ class Locator:
         def add(name: str, ms: float) -> None:
             spent[name] = spent.get(name, 0.0) + ms
 
-        grid = self._grid_stages(frame)
-        # A qualifier or a relation compares the target's instances ("the bottle on the left", "the cup next to the
-        # laptop"), and an early stage may not hold them all: those get exact mode's masks, every stage decoded.
-        compares = target.spatial is not None or target.relation is not None
-        # Lazily, so the grid's decoding is timed below as the fallback's proposing.
-        stages = (grid.final() for _ in range(1)) if compares else iter(grid)
+        stages = iter(self._grid_stages(frame))
         started = time.perf_counter()
         fallback_stage("proposing", 0.0)
         for exact in stages:  # each step decodes the next stage, unless a goal did before
@@ -368,17 +364,25 @@ class Locator:
         it before)."""
         return self._grid_stages(frame).final()
 
-    def _propose(self, image: np.ndarray, frame: FrameEmbedding | None, text) -> Proposals:
+    def _propose(self, image: np.ndarray, frame: FrameEmbedding | None, text, target: Target) -> Proposals:
         mode = self.config.mode
         if mode == "upstream":
             return self.proposer.propose_upstream(image)
         assert frame is not None
-        if mode == "exact":
+        if mode == "exact" or _compares(target):
             return self._exact_proposals(frame)
-        # fast: prompt only where CLIP already sees the phrase, instead of over a whole grid.
-        heat = self.matcher.similarity_map(image, text, self._tokens(image, frame))
+        # fast: prompt only where CLIP sees the phrase more than it sees scenery, instead of over a whole grid.
+        # Raw cosine peaks on the table as often as on the object (CLIP puts every patch near every phrase).
+        heat = self.matcher.similarity_map(image, text, self._tokens(image, frame), scenery=self._background)
         points = peak_points(heat, image.shape[:2], self.config.fast_points)
         return self.proposer.propose_points(frame, points)
+
+
+def _compares(target: Target) -> bool:
+    """A qualifier or a relation compares the target's instances ("the bottle on the left", "the cup next to the
+    laptop"): fast mode's few prompts, or an early grid stage, may hold only some of them and so answer with the
+    wrong one. Such a command gets exact mode's complete mask set in either mode."""
+    return target.spatial is not None or target.relation is not None
 
 
 def _release(frame: FrameEmbedding) -> None:

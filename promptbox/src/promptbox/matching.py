@@ -261,15 +261,23 @@ class Matcher:
         return PatchTokens(tokens.clone(), (height, width))
 
     def similarity_map(
-        self, image_rgb: np.ndarray, text: TextEmbedding, tokens: PatchTokens | None = None
+        self, image_rgb: np.ndarray, text: TextEmbedding, tokens: PatchTokens | None = None,
+        scenery: torch.Tensor | None = None,
     ) -> np.ndarray:
         """(h, w) float32 cosine similarity of the phrase to each ViT patch of the frame (h, w = frame size /
-        patch size at `map_long_side`); higher = more like the phrase. `tokens`: the frame's, if already computed."""
+        patch size at `map_long_side`); higher = more like the phrase. `tokens`: the frame's, if already computed.
+        `scenery`: (B, D) unit text embeddings ("a table", "a wall"); each patch then scores its cosine to the phrase
+        less its highest cosine to them, so a large surface that is a little like every phrase does not peak."""
         if tokens is None:
             tokens = self.patch_tokens(image_rgb)
         elif tokens.frame_size != tuple(np.shape(image_rgb)[:2]):
             raise ValueError(f"tokens: computed for a {tokens.frame_size} frame, not {np.shape(image_rgb)[:2]}")
-        similarity = tokens.tokens @ text.vector.to(tokens.tokens.device, torch.float32)
+        patches = tokens.tokens
+        similarity = patches @ text.vector.to(patches.device, torch.float32)
+        if scenery is not None:
+            if scenery.ndim != 2 or scenery.shape[0] == 0 or scenery.shape[1] != patches.shape[-1]:
+                raise ValueError(f"scenery: shape {tuple(scenery.shape)}; accepted: (B, {patches.shape[-1]}), B >= 1")
+            similarity = similarity - (patches @ scenery.to(patches.device, torch.float32).T).amax(dim=-1)
         return similarity.cpu().numpy().astype(np.float32)
 
 
