@@ -43,10 +43,12 @@ RUNS = {"sam": ("exact", "fast"), "oracle": ("exact", "fast")}  # masks source -
 #     0.12 / 0.12, wrong objects 0.07 / 0.08.
 # Fast mode's map scores each patch against scenery (2026-11-24): sam fast all 0.62, class 0.75, whole 0.78,
 # attribute 0.73, unseen 0.57, part 0.26, spatial 0.50, relation 0.20; false boxes 0.04, wrong objects 0.04; 58 of
-# 100 queries fell back to the grid (70 before). A command that compares instances now gets exact mode's masks in
-# fast mode too (Locator._compares), so fast spatial is exact's. Its 0.67 before was one query, "the scissors on
-# the left": the prompts' masks held the left scissors alone (exact mode's grid misses it), so "left" was never
-# weighed against the other pair.
+# 100 queries fell back to the grid (70 before); oracle fast 0.64 (0.67), class 0.58, whole 0.67, part 0.65: its
+# prompts now answer more often, three times with a mask of the target and its touching neighbours taken as the
+# whole (whole-over-parts), or a part inside that group. A command that compares instances now gets exact mode's
+# masks in fast mode too (Locator._compares), so fast spatial is exact's. Its 0.67 before was one query, "the
+# scissors on the left": the prompts' masks held the left scissors alone (exact mode's grid misses it), so "left"
+# was never weighed against the other pair.
 # Floors sit about one query-in-ten below (the world is deterministic; the margin absorbs float drift, not luck).
 # A tag of one or two hits (sam relation) gets no floor: a CPU/GPU float difference can flip it.
 FLOORS: dict[tuple[str, str, str], dict[str, float]] = {
@@ -77,7 +79,7 @@ FLOORS: dict[tuple[str, str, str], dict[str, float]] = {
     ("oracle", "exact", "whole"): {"accuracy": 0.55},
     ("oracle", "fast", "whole"): {"accuracy": 0.61},
     ("oracle", "exact", "part"): {"accuracy": 0.65},
-    ("oracle", "fast", "part"): {"accuracy": 0.65},
+    ("oracle", "fast", "part"): {"accuracy": 0.56},  # 0.65 until the map change measured 0.652 (see above)
     ("oracle", "exact", "spatial"): {"accuracy": 0.16},
     ("oracle", "fast", "spatial"): {"accuracy": 0.16},
     ("oracle", "exact", "relation"): {"accuracy": 0.20},

@@ -43,7 +43,8 @@ PARAMETERS: dict[str, Spec] = {
                  choices=("exact", "fast", "upstream")),
     "fast_points": Spec(_CORE.fast_points, "fast mode: point prompts placed at text-similarity peaks", 1, 256),
     "fast_fallback": Spec(_CORE.fast_fallback, "fast mode: when nothing its prompts propose passes min_score, go on "
-                          "with exact mode's grid, coarse to fine, until a stage answers; false: their answer stands"),
+                          "with exact mode's grid, coarse to fine, until a stage answers; false: their answer stands "
+                          "(a spatial qualifier or a relation uses exact mode's masks either way)"),
     "min_score": Spec(_CORE.min_score, "calibrated confidence below which the answer is not found (goal.min_score 0)",
                       *_UNIT),
     "top_k": Spec(_CORE.top_k, "alternatives published on `candidates` besides the chosen object", 1, 100),

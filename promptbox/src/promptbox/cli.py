@@ -232,7 +232,8 @@ def add_fast_fallback_argument(parser: argparse.ArgumentParser) -> None:
     """--no-fast-fallback, for locate and eval."""
     parser.add_argument("--no-fast-fallback", dest="fast_fallback", action="store_false",
                         help="fast mode: answer from the similarity map's prompts alone, even 'not found' (default: "
-                             "when nothing they propose passes --min-score, go on with exact mode's grid)")
+                             "when nothing they propose passes --min-score, go on with exact mode's grid); a spatial "
+                             "qualifier or a relation is matched on exact mode's masks either way")
 
 
 def _amg_overrides(pairs: list[str]) -> dict[str, float | int | bool]:

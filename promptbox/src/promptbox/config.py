@@ -45,10 +45,11 @@ class LocatorConfig:
     min_score: float = 0.5  # calibrated confidence (share against competing names) below which: NotFound
     top_k: int = 5
     part_margin: float = 0.02  # a containing mask beats its part if its similarity is within this of the part's
-    fast_points: int = 6  # fast mode: point prompts placed at text-similarity peaks
+    fast_points: int = 6  # fast mode: point prompts at the peaks of the phrase's similarity (against scenery)
     # Fast mode answers from its prompts when one of their regions passes min_score; otherwise it goes on with exact
     # mode's grid on the same frame (decoded once per frame), so a target the similarity map missed is still
-    # found. False: its prompts' answer stands, "not found" included.
+    # found. False: its prompts' answer stands, "not found" included. A command that compares instances (a spatial
+    # qualifier, a relation) is matched on exact mode's masks either way (Locator._compares).
     fast_fallback: bool = True
     # crops: every proposal gets its own masked CLIP crop. shortlist: mask-pooled patch tokens of one CLIP pass rank
     # them, and only the `shortlist_size` best per phrase (and the regions containing those) get crops.
