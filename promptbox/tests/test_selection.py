@@ -52,6 +52,52 @@ def test_screwdriver_whole_tool_beats_its_slightly_better_scoring_head() -> None
     assert result.phrase == "screwdriver"
 
 
+# A screwdriver with a banana touching it: SAM's widest level takes both, and its crop reads "screwdriver" as
+# strongly as the screwdriver alone (the world oracle's first pass: 0.973 and 0.972).
+BANANA: Rect = (50, 40, 90, 60)
+PAIR: Rect = (10, 40, 90, 60)  # the screwdriver HEAD-sized region plus the banana beside it
+ALONE: Rect = (10, 40, 50, 60)
+
+
+def test_a_group_of_touching_objects_is_set_aside_for_the_object_it_holds() -> None:
+    asked: list[tuple[int, int]] = []
+
+    def is_group(container: int, inner: int) -> bool:
+        asked.append((container, inner))
+        return (container, inner) == (1, 0)  # what PAIR adds to ALONE reads as a banana
+
+    plain = run([ALONE, PAIR, TABLE], [0.300, 0.301, 0.18], phrase="screwdriver")
+    assert plain.box_xyxy == box(PAIR)  # the case under test: without the rule, the group is the answer
+    result = run([ALONE, PAIR, TABLE], [0.300, 0.301, 0.18], phrase="screwdriver", is_group=is_group)
+    assert isinstance(result, Detection) and result.box_xyxy == box(ALONE)
+    assert asked == [(1, 0)]  # asked once, about the chosen region and the confident target region inside it
+
+
+def test_a_whole_whose_addition_is_no_other_object_still_beats_its_part() -> None:
+    asked: list[tuple[int, int]] = []
+    result = run([HEAD, TOOL, TABLE], [0.31, 0.30, 0.18], phrase="screwdriver",
+                 is_group=lambda container, inner: asked.append((container, inner)) or False)
+    assert isinstance(result, Detection) and result.box_xyxy == box(TOOL)
+    assert asked == [(1, 0)]
+
+
+def test_a_group_is_not_asked_about_when_nothing_confident_is_inside() -> None:
+    asked: list[tuple[int, int]] = []
+    # The head scores below min_score: the whole stands on its own evidence, with nothing inside to prefer.
+    result = run([HEAD, TOOL, TABLE], [0.31, 0.30, 0.18], [0.2, 0.9, 0.0], phrase="screwdriver",
+                 is_group=lambda container, inner: asked.append((container, inner)) or True)
+    assert isinstance(result, Detection) and result.box_xyxy == box(TOOL) and asked == []
+
+
+def test_after_setting_a_group_aside_the_next_container_is_checked_too() -> None:
+    """A group inside a larger group: each is set aside in turn, down to the object."""
+    wider: Rect = (5, 35, 95, 65)
+    groups = {(2, 1), (1, 0)}  # each asked about its most confident target region inside
+    result = run([ALONE, PAIR, wider, TABLE], [0.300, 0.301, 0.302, 0.18], phrase="screwdriver",
+                 is_group=lambda container, inner: (container, inner) in groups)
+    assert isinstance(result, Detection) and result.box_xyxy == box(ALONE)
+
+
 def test_container_scoring_far_lower_leaves_the_part_chosen() -> None:
     result = run([HEAD, TOOL, TABLE], [0.31, 0.20, 0.18], phrase="screwdriver")
     assert isinstance(result, Detection)

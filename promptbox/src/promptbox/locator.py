@@ -9,6 +9,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -277,6 +278,7 @@ class Locator:
                 rival=scores.rival,
                 anchor=anchor,
                 whole=whole,
+                is_group=partial(self._adds_another_object, image, proposals, target.phrase, threshold),
             )
         if part is not None and whole is not None and frame is not None and not part_pass:
             with _timed(timings, "part prompts"):
@@ -309,6 +311,25 @@ class Locator:
         regions = Regions(BoxMasks.concatenate([proposals.masks[[best]], found.masks]))
         inside = [i - 1 for i in range(1, len(found) + 1) if regions.containers(i, among=[0])]
         return found.subset(np.array(inside, np.int64)) if inside else None
+
+    def _adds_another_object(self, image: np.ndarray, proposals: Proposals, phrase: str, threshold: float,
+                             container: int, inner: int) -> bool:
+        """Whether what region `container` adds to region `inner` reads as another object: its masked crop's top
+        label, against `phrase`, the phrase's competing names and scenery, is a competing name with a share of at
+        least `threshold`. Then `container` is `inner` and its neighbours (selection's is_group), not its whole; what
+        a whole adds to its part reads as the phrase itself or as nothing in particular."""
+        rest = proposals.masks.full(container) & ~proposals.masks.full(inner)
+        rows, cols = np.nonzero(rest)
+        if len(rows) == 0:
+            return False
+        box = np.array([[cols.min(), rows.min(), cols.max(), rows.max()]], np.float32)  # inclusive, as proposals'
+        region = self.matcher.encode_regions(image, box, BoxMasks.from_dense(rest[None]))
+        vector = self.matcher.encode_text(phrase).vector
+        names = vocabulary.competitors(phrase, vector.cpu().numpy(), self._names, self._name_vectors_np)
+        labels = torch.cat([vector[None], self._name_vectors[names], self._background]).to(region)
+        share = torch.softmax(self.matcher.logit_scale * (region @ labels.T)[0].float(), dim=0)
+        top = int(share.argmax())
+        return 1 <= top <= len(names) and float(share[top]) >= threshold
 
     def _score(self, regions: torch.Tensor, phrase: str, negatives: tuple[str, ...] = ()) -> PhraseScores:
         """`phrase` scored on every region against its competitors: other object names (not its own head noun or

@@ -9,6 +9,7 @@ scenery phrases. Raw cosine is compared only between nested regions of one objec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,6 +85,7 @@ def select(
     anchor: PhraseScores | None = None,
     whole: PhraseScores | None = None,
     rival: tuple[str, ...] = (),
+    is_group: Callable[[int, int], bool] | None = None,
 ) -> Detection | NotFound:
     """Choose one region for `target`.
 
@@ -91,7 +93,10 @@ def select(
     cosine, confidence (N,) is calibrate()'s output, which ranks the regions and gates the answer. `is_target` (N,)
     marks the regions whose top-1 label is the target (default: confidence >= min_score).
     - Plain: the most confident region, or the largest region containing it whose similarity is within
-      `part_margin` and which passes min_score (the whole screwdriver, not its head).
+      `part_margin` and which passes min_score (the whole screwdriver, not its head). `is_group(container, inner)`
+      (optional) says whether a region holding a confident target region is that region plus other objects
+      (the screwdriver and the banana touching it), not its whole; such a group is set aside, and the choice made
+      again without it.
     - A part ("cap of marker", `whole` = the marker's scores): the most confident region inside the best whole;
       its score is the whole's confidence (object names compete with "marker", not with "cap of marker"). With no
       confident whole, a region inside another that is confidently the part phrase itself, said in the notes.
@@ -125,6 +130,8 @@ def select(
                          f"{target.phrase!r} by itself, inside a larger region")
     else:
         chosen = _whole_over_parts(regions, sim, conf, min_score, part_margin)
+        if is_group is not None:
+            chosen = _without_groups(regions, sim, conf, min_score, part_margin, chosen, is_group)
     plausible = _plausible(regions, boxes, conf, min_score, top1)
     if miss is None and target.relation is not None:
         if anchor is None:
@@ -191,20 +198,40 @@ def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 # --- choosing -----------------------------------------------------------------------------------------------------
 
 
-def _whole_over_parts(regions: Regions, sim: np.ndarray, conf: np.ndarray, min_score: float, margin: float) -> int:
-    """The most confident region, or the largest region containing it whose similarity is within `margin` of it.
+def _whole_over_parts(regions: Regions, sim: np.ndarray, conf: np.ndarray, min_score: float, margin: float,
+                      set_aside: np.ndarray | None = None) -> int:
+    """The most confident region, or the largest region containing it whose similarity is within `margin` of it;
+    regions `set_aside` (bool, N) are neither.
 
     CLIP often scores a distinctive part (a screwdriver's head) a hair above the whole object, but the robot must
     grasp the whole. Nested regions of one object face the same competitors, so their raw similarities compare
     directly. Containers are compared with the original best, so a chain of containers cannot drift downwards; and
     a container below min_score cannot turn a found part into NotFound.
     """
-    best = int(np.argmax(conf))
-    close = (sim >= sim[best] - margin) & ((conf >= min_score) | (conf[best] < min_score))
+    usable = np.ones(len(conf), bool) if set_aside is None else ~set_aside
+    best = int(np.flatnonzero(usable)[np.argmax(conf[usable])])
+    close = (sim >= sim[best] - margin) & ((conf >= min_score) | (conf[best] < min_score)) & usable
     eligible = regions.containers(best, among=np.flatnonzero(close))
     if not eligible:
         return best
     return max(eligible, key=lambda j: (regions.area[j], conf[j]))
+
+
+def _without_groups(regions: Regions, sim: np.ndarray, conf: np.ndarray, min_score: float, margin: float,
+                    chosen: int, is_group: Callable[[int, int], bool]) -> int:
+    """`chosen`, unless it holds a confident target region and `is_group` says it is that region plus other
+    objects: then the choice is made again without it, until a region passes. A crop of a screwdriver and the
+    banana touching it can read as "screwdriver" as strongly as the screwdriver alone, and whole-over-parts would
+    prefer the larger region; what the group adds to the screwdriver reads as a banana, what a whole adds to its
+    part does not. Each pass sets one region aside, so it ends."""
+    set_aside = np.zeros(len(conf), bool)
+    while conf[chosen] >= min_score:
+        inner = [i for i in _inside(regions, chosen, len(conf)) if conf[i] >= min_score and not set_aside[i]]
+        if not inner or not is_group(chosen, max(inner, key=lambda i: conf[i])):
+            break
+        set_aside[chosen] = True
+        chosen = _whole_over_parts(regions, sim, conf, min_score, margin, set_aside)
+    return chosen
 
 
 def _part_of_whole(
