@@ -226,8 +226,15 @@ def test_a_camera_that_dies_gives_the_stale_frame_message_and_a_restart_recovers
     finally:
         spinning.stop()
         graph.destroy_subscription(inbox.subscription)
-    done = _run(goal, timeout=120)
-    assert "Goal finished with status: SUCCEEDED" in done.stdout
+    # The test's own subscription seeing the new camera does not mean the node's has matched it yet: on this VM the
+    # first goal after the restart was sometimes still answered with the stale-frame message (2 of 4 runs of this
+    # file, never when run alone). Recovery is what is tested, so the goal is sent again, each miss being exactly
+    # that message, until it succeeds within a minute.
+    deadline = time.monotonic() + 60
+    while "Goal finished with status: SUCCEEDED" not in (done := _run(goal, timeout=120)).stdout:
+        assert "is the camera still publishing?" in done.stdout, done.stdout
+        assert time.monotonic() < deadline, "within 60 s: a goal after the camera's restart succeeded"
+        time.sleep(2)
 
 
 def _transition(transition_id: int) -> str:
