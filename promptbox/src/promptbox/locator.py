@@ -204,9 +204,9 @@ class Locator:
         """Fast mode's prompts found nothing that passes: exact mode's grid on the same frame, stage by stage coarse
         to fine (MaskProposer.grid_stages), until a stage's masks give an answer. The last stage's masks are
         exact mode's, so a "not found" and a target only the finest points find get exact mode's answer. The
-        decoded stages are kept for the frame's later goals
-        (GridStages). Stages are named fallback_*, and progress does not go back (feedback consumers read it as
-        rising)."""
+        decoded stages are kept for the frame's later goals (GridStages). Stages are named fallback_*, and progress
+        does not go back (feedback consumers read it as rising). Commands that compare instances never come here
+        (_compares)."""
         def fallback_stage(name: str, progress: float) -> None:
             stage(f"fallback_{name}", STAGE_PROGRESS["selecting"])
 
