@@ -11,6 +11,7 @@ import pytest
 
 from promptbox.config import LocatorConfig
 from promptbox.detection import Detection
+from promptbox.evaluation.metrics import box_iou
 from promptbox.evaluation.world_masks import WorldMaskProposer
 from promptbox.locator import Locator
 from promptbox.world import generate_scene
@@ -26,15 +27,10 @@ def locator() -> Locator:
     return Locator(config, proposer=WorldMaskProposer(VAL_SEED, 9, (640, 480), settings=config.amg))
 
 
-def _iou(a, b) -> float:
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def _on_a_screwdriver(result, scene) -> bool:
     boxes = [np.add(o.box_xyxy, [0, 0, 1, 1]) for o in scene.objects if o.cls == "screwdriver"]
     assert boxes
-    return isinstance(result, Detection) and max(_iou(result.box_xyxy, b) for b in boxes) >= 0.5
+    return isinstance(result, Detection) and max(box_iou(result.box_xyxy, b) for b in boxes) >= 0.5
 
 
 @pytest.mark.parametrize(("mode", "index", "command"), CASES)
@@ -49,7 +45,7 @@ def test_the_screwdriver_not_the_screwdriver_and_its_neighbours(locator, monkeyp
     located.forget_frames()
     group = located.locate(scene.image, command)
     assert isinstance(group, Detection) and not _on_a_screwdriver(group, scene)
-    (whole,) = [o for o in scene.objects if o.cls == "screwdriver" and _iou(result.box_xyxy,
-                                                                          np.add(o.box_xyxy, [0, 0, 1, 1])) >= 0.5]
+    (whole,) = [o for o in scene.objects
+                if o.cls == "screwdriver" and box_iou(result.box_xyxy, np.add(o.box_xyxy, [0, 0, 1, 1])) >= 0.5]
     x0, y0, x1, y1 = group.box_xyxy
     assert x0 <= whole.box_xyxy[0] and y0 <= whole.box_xyxy[1] and x1 >= whole.box_xyxy[2] and y1 >= whole.box_xyxy[3]

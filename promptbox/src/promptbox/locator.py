@@ -318,24 +318,29 @@ class Locator:
         label, against `phrase`, the phrase's competing names and scenery, is a competing name with a share of at
         least `threshold`. Then `container` is `inner` and its neighbours (selection's is_group), not its whole; what
         a whole adds to its part reads as the phrase itself or as nothing in particular."""
-        rest = proposals.masks.full(container) & ~proposals.masks.full(inner)
-        rows, cols = np.nonzero(rest)
-        if len(rows) == 0:
+        masks = proposals.masks
+        left, top, right, bottom = (int(v) for v in masks.boxes[container])  # it holds all the container adds
+        rest = (masks.window(container, top, bottom, left, right)
+                & ~masks.window(inner, top, bottom, left, right))
+        if not rest.any():
             return False
-        box = np.array([[cols.min(), rows.min(), cols.max(), rows.max()]], np.float32)  # inclusive, as proposals'
-        region = self.matcher.encode_regions(image, box, BoxMasks.from_dense(rest[None]))
-        vector = self.matcher.encode_text(phrase).vector
-        names = vocabulary.competitors(phrase, vector.cpu().numpy(), self._names, self._name_vectors_np)
+        added = BoxMasks.from_windows([(rest, top, left)], masks.frame_size)
+        region = self.matcher.encode_regions(image, added.inclusive_boxes().astype(np.float32), added)
+        vector, names = self._competing(phrase)
         labels = torch.cat([vector[None], self._name_vectors[names], self._background]).to(region)
         share = torch.softmax(self.matcher.logit_scale * (region @ labels.T)[0].float(), dim=0)
         top = int(share.argmax())
         return 1 <= top <= len(names) and float(share[top]) >= threshold
 
+    def _competing(self, phrase: str) -> tuple[torch.Tensor, list[int]]:
+        """The phrase's text vector and the indices of the vocabulary names that compete with it."""
+        vector = self.matcher.encode_text(phrase).vector
+        return vector, vocabulary.competitors(phrase, vector.cpu().numpy(), self._names, self._name_vectors_np)
+
     def _score(self, regions: torch.Tensor, phrase: str, negatives: tuple[str, ...] = ()) -> PhraseScores:
         """`phrase` scored on every region against its competitors: other object names (not its own head noun or
         near-synonyms), its other colours ("blue mug" for "red mug"), the command's excluded objects, scenery."""
-        vector = self.matcher.encode_text(phrase).vector
-        names = vocabulary.competitors(phrase, vector.cpu().numpy(), self._names, self._name_vectors_np)
+        vector, names = self._competing(phrase)
         variants = vocabulary.colour_variants(phrase) + list(negatives)
         rivals = [self._name_vectors[names], self._background]
         if variants:
