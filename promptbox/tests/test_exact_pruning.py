@@ -31,21 +31,29 @@ def test_the_first_stage_spreads_over_the_frame():
         coarse_to_fine(0)
 
 
-def _decoded(masks: list[np.ndarray], prompts: list[int], levels: list[int]) -> _Decoded:
+def _decoded(masks: list[np.ndarray], prompts: list[int], levels: list[int], kind: str = "packed") -> _Decoded:
     out = _Decoded()
-    out.packed.append(np.packbits(np.stack(masks).reshape(len(masks), -1), axis=1))
+    if kind == "packed":  # as decoded on the host
+        out.packed.append(np.packbits(np.stack(masks).reshape(len(masks), -1), axis=1))
+    else:  # as a GPU keeps them (here on the CPU: the same code)
+        out.dense.append(torch.from_numpy(np.stack(masks)))
     out.prompts.append(np.array(prompts))
     out.levels.append(np.array(levels))
     return out
 
 
 def _covered(masks: list[np.ndarray], prompts: list[int], levels: list[int], margin: int = 0) -> np.ndarray:
-    """_cover_finest with every pixel of the frame as a grid point: (H, W) bool."""
+    """_cover_finest with every pixel of the frame as a grid point: (H, W) bool; the same from packed masks and
+    from full-size ones."""
     height, width = masks[0].shape
     rows, cols = (a.ravel() for a in np.mgrid[:height, :width])
-    covered = np.zeros(height * width, bool)
-    _cover_finest(covered, rows, cols, (height, width), _decoded(masks, prompts, levels), 0, margin)
-    return covered.reshape(height, width)
+    found = []
+    for kind in ("packed", "dense"):
+        covered = np.zeros(height * width, bool)
+        _cover_finest(covered, rows, cols, (height, width), _decoded(masks, prompts, levels, kind), 0, margin)
+        found.append(covered.reshape(height, width))
+    np.testing.assert_array_equal(*found)
+    return found[0]
 
 
 def test_only_a_prompts_finest_level_covers_points():

@@ -13,7 +13,8 @@ from promptbox.command import parse
 from promptbox.config import AmgSettings
 from promptbox.detection import Detection
 from promptbox.masks import BoxMasks
-from promptbox.proposals import FrameEmbedding, MaskProposer, _Decoded, nested_wholes
+from promptbox.nested_wholes import DenseOverlaps, PackedOverlaps, restore
+from promptbox.proposals import FrameEmbedding, MaskProposer, _Decoded
 from promptbox.selection import select
 
 H, W = 160, 480
@@ -40,10 +41,18 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / (area(ba) + area(bb) - inter))
 
 
-def decoded(masks: list[np.ndarray], predicted_iou: list[float]) -> _Decoded:
+# How the decoder hands its masks to post-processing: bit-packed on the host, full size where a GPU decoded them
+# (here on the CPU, the same code).
+KINDS = ("packed", "dense")
+
+
+def decoded(masks: list[np.ndarray], predicted_iou: list[float], kind: str = "packed") -> _Decoded:
     stack = np.stack(masks)
     out = _Decoded()
-    out.packed.append(np.packbits(stack.reshape(len(stack), -1), axis=1))
+    if kind == "packed":
+        out.packed.append(np.packbits(stack.reshape(len(stack), -1), axis=1))
+    else:
+        out.dense.append(torch.from_numpy(stack))
     out.boxes.append(batched_mask_to_box(torch.from_numpy(stack)))
     out.iou.append(torch.tensor(predicted_iou))
     out.stability.append(torch.ones(len(masks)))
@@ -55,11 +64,11 @@ def frame() -> FrameEmbedding:
     return FrameEmbedding(torch.zeros(1, 256, 64, 64), (H, W), (341, 1024))
 
 
-def proposals(sam_model, frame, keep_nested_wholes: bool):
+def proposals(sam_model, frame, keep_nested_wholes: bool, kind: str = "packed"):
     proposer = MaskProposer(sam_model, AmgSettings(min_mask_region_area=0), "cpu",
                             keep_nested_wholes=keep_nested_wholes)
     # The shaft is the most confident mask, as SAM's IoU head often says of a clean long part.
-    found = decoded([SHAFT, WHOLE, HANDLE, WHOLE_AGAIN, MUG], [0.97, 0.93, 0.95, 0.90, 0.96])
+    found = decoded([SHAFT, WHOLE, HANDLE, WHOLE_AGAIN, MUG], [0.97, 0.93, 0.95, 0.90, 0.96], kind)
     return proposer._finish(frame, found, proposer.settings.box_nms_thresh, 0, {})
 
 
@@ -73,8 +82,9 @@ def test_the_case_occurs_box_nms_removes_the_whole(sam_model, frame) -> None:
     assert has(upstream_like.masks, SHAFT) and not has(upstream_like.masks, WHOLE)
 
 
-def test_the_removed_whole_comes_back_once(sam_model, frame) -> None:
-    restored = proposals(sam_model, frame, keep_nested_wholes=True)
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_removed_whole_comes_back_once(sam_model, frame, kind) -> None:
+    restored = proposals(sam_model, frame, keep_nested_wholes=True, kind=kind)
     assert has(restored.masks, WHOLE)
     assert not has(restored.masks, WHOLE_AGAIN)  # a duplicate of a restored whole stays removed
     assert len(restored) == 4  # shaft, handle, mug kept by NMS, and the whole
@@ -83,30 +93,71 @@ def test_the_removed_whole_comes_back_once(sam_model, frame) -> None:
     assert restored.predicted_iou[i] == pytest.approx(0.93)
 
 
-def test_only_containers_of_a_kept_mask_come_back() -> None:
-    kept = BoxMasks.from_dense(np.stack([SHAFT, MUG]))
+def test_the_gpu_reads_the_kept_masks_after_the_clean_up(sam_model, frame) -> None:
+    # The shaft was decoded with a hole that the small-region clean-up fills (672 px < min area 700). The whole
+    # covers 6000 of the filled shaft's 6000 px, but only 5328 of the shaft as decoded: under 90% of its cleaned
+    # area. On a GPU the cleaned shaft goes back there to be intersected, so both ways restore the whole.
+    holed_shaft = SHAFT & ~rect(200, 63, 248, 77)
+    results = []
+    for kind in KINDS:
+        proposer = MaskProposer(sam_model, AmgSettings(min_mask_region_area=700), "cpu")
+        found = decoded([holed_shaft, WHOLE, MUG], [0.97, 0.93, 0.96], kind)
+        results.append(proposer._finish(frame, found, proposer.settings.box_nms_thresh, 700, {}))
+    packed, dense = results
+    assert has(dense.masks, SHAFT) and has(dense.masks, WHOLE)
+    np.testing.assert_array_equal(packed.masks.to_dense(), dense.masks.to_dense())
+    np.testing.assert_array_equal(packed.boxes_xyxy, dense.boxes_xyxy)
+    np.testing.assert_array_equal(packed.predicted_iou, dense.predicted_iou)
+
+
+def wholes(kept_masks: list[np.ndarray], removed_masks: list[np.ndarray], predicted_iou: list[float],
+           kind: str) -> list[int]:
+    """nested_wholes.restore on hand-made masks, with the host's or the GPU's intersections."""
+    kept = BoxMasks.from_dense(np.stack(kept_masks))
+    removed = np.stack(removed_masks)
+    boxes = batched_mask_to_box(torch.from_numpy(removed)).numpy()
+    if kind == "packed":
+        overlaps = PackedOverlaps(kept, np.packbits(removed.reshape(len(removed), -1), axis=1), boxes)
+    else:
+        overlaps = DenseOverlaps(torch.from_numpy(kept.to_dense()), torch.from_numpy(removed))
+    areas = removed.reshape(len(removed), -1).sum(axis=1)
+    return restore(kept.inclusive_boxes(), kept.areas, boxes, areas, np.array(predicted_iou), 0.7, overlaps)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_only_containers_of_a_kept_mask_come_back(kind) -> None:
     # A removed mask overlapping the shaft's box but not containing it (a shifted shaft) is NMS doing its job.
     shifted = rect(170, 60, 410, 80)
-    removed = np.stack([shifted, WHOLE])
-    packed = np.packbits(removed.reshape(2, -1), axis=1)
-    boxes = batched_mask_to_box(torch.from_numpy(removed)).numpy()
-    assert nested_wholes(kept, packed, boxes, np.array([0.99, 0.5]), 0.7) == [1]
+    assert wholes([SHAFT, MUG], [shifted, WHOLE], [0.99, 0.5], kind) == [1]
     # A container that is barely bigger than the kept mask is the same object, not its whole.
     barely = rect(150, 60, 400, 80)  # 1.04x the shaft
-    packed = np.packbits(barely.reshape(1, -1), axis=1)
-    boxes = batched_mask_to_box(torch.from_numpy(barely[None])).numpy()
-    assert nested_wholes(kept, packed, boxes, np.array([0.9]), 0.7) == []
+    assert wholes([SHAFT, MUG], [barely], [0.9], kind) == []
+    # Two wholes of the shaft: the second duplicates the first, restored before it, and stays removed.
+    assert wholes([SHAFT, MUG], [WHOLE_AGAIN, WHOLE], [0.8, 0.9], kind) == [1]
+
+
+def test_the_gpus_intersections_are_the_hosts() -> None:
+    rng = np.random.default_rng(7)
+    kept = BoxMasks.from_dense(rng.random((5, H, W)) < 0.3)
+    removed = rng.random((4, H, W)) < 0.5
+    boxes = batched_mask_to_box(torch.from_numpy(removed)).numpy()
+    host = PackedOverlaps(kept, np.packbits(removed.reshape(4, -1), axis=1), boxes)
+    dense = DenseOverlaps(torch.from_numpy(kept.to_dense()), torch.from_numpy(removed))
+    for i in range(4):
+        np.testing.assert_array_equal(dense.with_kept(i, np.arange(5)), host.with_kept(i, np.arange(5)))
+        np.testing.assert_array_equal(dense.with_removed(i, np.arange(4)), host.with_removed(i, np.arange(4)))
+    assert dense.with_kept(0, np.arange(5)).min() > 0  # random halves do meet: the counts are compared
 
 
 def test_selection_picks_the_whole_screwdriver_again(sam_model, frame) -> None:
     target = parse("take the screwdriver")
     results = {}
-    for restore in (False, True):
-        found = proposals(sam_model, frame, keep_nested_wholes=restore)
+    for restoring in (False, True):
+        found = proposals(sam_model, frame, keep_nested_wholes=restoring)
         # CLIP likes the shaft a little more than the whole screwdriver (within the part margin), the mug not at all.
         sim = np.array([0.30 if np.array_equal(m, SHAFT) else 0.29 if np.array_equal(m, WHOLE) else 0.2
                         for m in found.masks.to_dense()])
         conf = np.where(sim > 0.25, 0.9, 0.05)
-        results[restore] = select(found.masks, found.boxes_xyxy, sim, conf, target, min_score=0.5, part_margin=0.02)
+        results[restoring] = select(found.masks, found.boxes_xyxy, sim, conf, target, min_score=0.5, part_margin=0.02)
     assert isinstance(results[False], Detection) and np.array_equal(results[False].mask, SHAFT)
     assert isinstance(results[True], Detection) and np.array_equal(results[True].mask, WHOLE)

@@ -81,3 +81,17 @@ def test_from_windows_places_each_window_in_the_frame():
     assert masks.boxes.tolist() == [[22, 11, 24, 13]]
     with pytest.raises(ValueError, match="inside the"):
         BoxMasks.from_windows([(window, 30, 20)], (32, 40))
+
+
+def test_more_components_than_16_bit_labels_hold():
+    # Isolated pixels on every other row and column of a 640x480 frame: 76800 islands, and a hole for each pixel
+    # between them in the inverse. Labels are 16-bit until OpenCV says they overflow; then 32-bit, same answer.
+    specks = np.zeros((480, 640), bool)
+    specks[::2, ::2] = True
+    count, _, _ = small_regions._components(specks)
+    assert count - 1 == 76800 > 65535  # the case occurs
+    masks = [specks, ~specks]
+    fixed, changed = small_regions.clean(BoxMasks.from_masks(masks, (480, 640)), 2)
+    expected = [_upstream(m, 2) for m in masks]
+    assert np.array_equal(changed, [c for _, c in expected]) and changed.all()
+    assert np.array_equal(fixed.to_dense(), np.stack([m for m, _ in expected]))

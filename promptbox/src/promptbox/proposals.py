@@ -30,7 +30,7 @@ from mobile_sam.utils.amg import (
 from mobile_sam.utils.transforms import ResizeLongestSide
 from torchvision.ops.boxes import batched_nms
 
-from promptbox import full_size, onnx_runtime, small_regions
+from promptbox import full_size, nested_wholes, onnx_runtime, small_regions
 from promptbox.config import ENCODER_BACKENDS, AmgSettings
 from promptbox.decoder_graph import SIZES as GRAPH_SIZES
 from promptbox.decoder_graph import DecoderGraphs
@@ -151,11 +151,29 @@ class _Decoded:
     prompts: list[np.ndarray] = field(default_factory=list)  # which point prompt each mask came from
     levels: list[np.ndarray] = field(default_factory=list)  # and which of its mask tokens (0: the first decoded)
     prompts_decoded: int = 0
+    # On a GPU the masks stay there, full size ((M, H, W) bool each), and are post-processed there: packing them
+    # and unpacking them on the host cost more than the GPU's work. `packed` then stays empty.
+    dense: list[torch.Tensor] = field(default_factory=list)
 
     def snapshot(self) -> _Decoded:
         """What is decoded now, unchanged by later decoding (the lists are copied, their arrays shared)."""
         return _Decoded(list(self.packed), list(self.boxes), list(self.iou), list(self.stability),
-                        list(self.prompts), list(self.levels), self.prompts_decoded)
+                        list(self.prompts), list(self.levels), self.prompts_decoded, list(self.dense))
+
+    def finest_union(self, since: int, frame_size: tuple[int, int]) -> torch.Tensor | None:
+        """(H, W) bool: the union of the masks decoded after the first `since` batches that are their prompt's
+        finest level (mask token 0); None if there is none. On the masks' device."""
+        if len(self.levels) == since:
+            return None
+        finest = np.flatnonzero(np.concatenate(self.levels[since:]) == 0)
+        if len(finest) == 0:
+            return None
+        if self.dense:
+            stack = torch.cat(self.dense[since:])
+            return stack[torch.as_tensor(finest, device=stack.device)].any(dim=0)
+        height, width = frame_size
+        union = np.bitwise_or.reduce(np.concatenate(self.packed[since:])[finest], axis=0)  # OR of bits = union
+        return torch.from_numpy(np.unpackbits(union, count=height * width).reshape(height, width).view(bool))
 
 
 class MaskProposer:
@@ -198,6 +216,9 @@ class MaskProposer:
         self._graphs: DecoderGraphs | None = None
         # Called before each decode batch; it may raise to stop the call (a cancelled ROS goal stops within a batch).
         self.on_batch: Callable[[], None] | None = None
+        # On a GPU, decoded masks stay there at full size and are filtered and post-processed there (_Decoded.dense);
+        # on the host they are filtered before upscaling and kept bit-packed. Tests switch it to compare the two.
+        self.masks_on_device = str(device).startswith("cuda")
 
     @property
     def decode_batch(self) -> int:
@@ -370,7 +391,7 @@ class MaskProposer:
                         batch.append(point)
                 if not batch:
                     break
-                already = len(out.packed)
+                already = len(out.levels)  # batches so far (masks are packed or dense)
                 ids = np.array(batch)
                 shared = self._decode(frame, points[ids], rule, True, timings, out=out, point_ids=ids, shared=shared)
                 _cover_finest(covered, rows, cols, (height, width), out, already, margin)
@@ -473,6 +494,12 @@ class MaskProposer:
                 _sync(self.device)
                 decoded_at = time.perf_counter()
                 _add_time(timings, "decoder", (decoded_at - started) * 1e3)
+                if self.masks_on_device:
+                    batch_ids = ids[first : first + len(prompts)]
+                    low_res = self._low_res(shared, hs, keys, mask_slice)
+                    self._keep_on_device(frame, low_res, iou, keep, batch_ids, rule, threshold, offset, out)
+                    _add_time(timings, "upscale", (time.perf_counter() - decoded_at) * 1e3)
+                    continue
                 # Upscale only the prompts with a surviving mask, and only their surviving masks.
                 wanted = torch.nonzero(keep.any(dim=1)).flatten()
                 for chunk in wanted.split(batch) if len(wanted) else ():
@@ -547,6 +574,43 @@ class MaskProposer:
         out.stability.append(stability.float().cpu())
         out.packed.append(packbits_rows(masks.flatten(1)))
 
+    def _keep_on_device(
+        self,
+        frame: FrameEmbedding,
+        low_res: torch.Tensor,
+        iou: torch.Tensor,
+        keep_iou: torch.Tensor,
+        prompt_ids: torch.Tensor,
+        rule: _Filter,
+        threshold: float,
+        offset: float,
+        out: _Decoded,
+    ) -> None:
+        """_keep_full_size on a GPU, for a whole batch ((B, M, h, w) low-res logits, (B, M) IoU and its filter):
+        every mask is brought to full size there, and the filters are applied to all at once. Picking the survivors
+        first (as on the host) waits on the GPU at every step; the GPU has the spare time, the host does not. The
+        same filters, so the same masks (to float rounding)."""
+        maps = self._resize_maps(frame.input_size, frame.original_size, grid_of(frame.features))
+        count, tokens = low_res.shape[:2]
+        low_res = low_res.flatten(0, 1)
+        keep = keep_iou.flatten()
+        full = full_size.full_size(maps, low_res, threshold, offset)
+        if rule.stability > 0.0:
+            plausible = calculate_stability_score(low_res[:, : maps.rows, : maps.cols], threshold, offset)
+            keep = keep & (plausible >= rule.stability - LOW_RES_STABILITY_MARGIN) & (full.stability >= rule.stability)
+        # One transfer, one wait: which masks stay, their boxes and scores.
+        table = torch.cat([keep[:, None].float(), full.boxes.float(), iou.flatten()[:, None].float(),
+                           full.stability[:, None].float()], dim=1).cpu()
+        kept = np.flatnonzero(table[:, 0].numpy() > 0)
+        if len(kept) == 0:
+            return
+        out.prompts.append(prompt_ids.numpy()[kept // tokens])
+        out.levels.append(kept % tokens)
+        out.boxes.append(table[kept, 1:5].long())
+        out.iou.append(table[kept, 5])
+        out.stability.append(table[kept, 6])
+        out.dense.append(full.masks[torch.as_tensor(kept, device=full.masks.device)])
+
     def _resize_maps(self, input_size: tuple[int, int], original_size: tuple[int, int], grid: tuple[int, int]
                      ) -> full_size.ResizeMaps:
         """The low-res -> full-size resize of a frame geometry, built once (full_size.resize_maps)."""
@@ -574,24 +638,30 @@ class MaskProposer:
         boxes, iou = torch.cat(decoded.boxes), torch.cat(decoded.iou)
         stability = torch.cat(decoded.stability)
         keep = batched_nms(boxes.float(), iou, torch.zeros_like(boxes[:, 0]), iou_threshold=nms_thresh)
-        all_packed = np.concatenate(decoded.packed)
-        removed = np.setdiff1d(np.arange(len(all_packed)), keep.numpy())
+        stack = _Stack(decoded)
+        removed = np.setdiff1d(np.arange(len(boxes)), keep.numpy())
         all_boxes, all_iou, all_stability = boxes, iou, stability
-        # Unpacked one at a time into crops of their boxes: no (N, H, W) stack, now or in the frame cache.
-        masks = BoxMasks.from_packed(all_packed[keep.numpy()], (height, width), boxes[keep].numpy())
+        # Unpacked one at a time into crops of their boxes: no (N, H, W) stack on the host, now or in the frame
+        # cache.
+        masks = BoxMasks.from_packed(stack.packed(keep.numpy()), (height, width), boxes[keep].numpy())
         boxes, iou, stability = boxes[keep], iou[keep], stability[keep]
+        decoded_as = keep.numpy()  # which decoded mask each kept one is, while the clean-up left it unchanged
         if min_region_area > 0:
             thresh = max(nms_thresh, self.settings.crop_nms_thresh)
-            masks, boxes, order = _remove_small_regions(masks, min_region_area, thresh)
+            masks, boxes, order, changed = _remove_small_regions(masks, min_region_area, thresh)
             iou, stability = iou[order], stability[order]
+            decoded_as = np.where(changed, -1, decoded_as)[order.numpy()]
         if self.keep_nested_wholes and len(removed):
-            wholes = nested_wholes(masks, all_packed[removed], all_boxes[removed].numpy(),
-                                   all_iou[removed].numpy(), nms_thresh)
+            removed_boxes = all_boxes[removed].numpy()
+            wholes = nested_wholes.restore(
+                masks.inclusive_boxes(), masks.areas, removed_boxes, stack.areas(removed), all_iou[removed].numpy(),
+                nms_thresh, stack.overlaps(masks, decoded_as, removed, removed_boxes),
+            )
             if wholes:
-                index = torch.as_tensor(removed[wholes])
-                restored = BoxMasks.from_packed(all_packed[removed[wholes]], (height, width),
-                                                all_boxes[removed[wholes]].numpy())
+                index = removed[wholes]
+                restored = BoxMasks.from_packed(stack.packed(index), (height, width), all_boxes[index].numpy())
                 masks = BoxMasks.concatenate([masks, restored])
+                index = torch.as_tensor(index)
                 boxes = torch.cat([boxes, all_boxes[index]])
                 iou, stability = torch.cat([iou, all_iou[index]]), torch.cat([stability, all_stability[index]])
         timings["postprocess"] = (time.perf_counter() - started) * 1e3
@@ -744,63 +814,53 @@ def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- post-processing
-def nested_wholes(
-    kept: BoxMasks, packed: np.ndarray, boxes_xyxy: np.ndarray, predicted_iou: np.ndarray, duplicate_iou: float
-) -> list[int]:
-    """Indices of the removed masks (`packed`: full-frame masks bit-packed one per row, with their inclusive xyxy
-    boxes and predicted IoU) to restore: each contains a kept mask (covers >= 90% of it and is >= 1.2x its area,
-    selection's own part rule) and is no duplicate (mask IoU >= duplicate_iou) of a kept or already restored mask it
-    does not contain. Best predicted IoU first."""
-    if len(kept) == 0 or len(packed) == 0:
-        return []
-    kept_area = kept.areas
-    kept_boxes = kept.inclusive_boxes().astype(np.float64)
-    area = np.bitwise_count(packed).sum(axis=1, dtype=np.int64)
-    chosen: list[int] = []
-    chosen_masks: list[BoxMasks] = []
-    for i in np.argsort(-predicted_iou, kind="stable"):
-        box = boxes_xyxy[i]
-        # Only kept masks whose box lies inside this one's (2 px slack) and that are clearly smaller can be parts.
-        inside = ((kept_boxes[:, 0] >= box[0] - 2) & (kept_boxes[:, 1] >= box[1] - 2)
-                  & (kept_boxes[:, 2] <= box[2] + 2) & (kept_boxes[:, 3] <= box[3] + 2)
-                  & (area[i] >= 1.2 * kept_area) & (kept_area > 0))
-        if not inside.any():
-            continue
-        # Only candidates that get this far are unpacked, each into the crop of its own box.
-        candidate = BoxMasks.from_packed(packed[i : i + 1], kept.frame_size, box[None])
-        parts = np.flatnonzero(inside)
-        if not (candidate.intersection(0, parts, kept) >= 0.9 * kept_area[parts]).any():
-            continue
-        others = BoxMasks.concatenate([kept, *chosen_masks])
-        # Mask IoU is at most min(box overlap, both areas) / max(both areas): only masks that can reach
-        # duplicate_iou are intersected.
-        others_area = others.areas
-        boxes = others.boxes
-        overlap = (np.clip(np.minimum(boxes[:, 2], box[2] + 1) - np.maximum(boxes[:, 0], box[0]), 0, None)
-                   * np.clip(np.minimum(boxes[:, 3], box[3] + 1) - np.maximum(boxes[:, 1], box[1]), 0, None))
-        bound = np.minimum(np.minimum(overlap, others_area), area[i])
-        near = np.flatnonzero(bound >= duplicate_iou * np.maximum(others_area, area[i]))
-        inter = candidate.intersection(0, near, others)
-        union = others_area[near] + area[i] - inter
-        # A whole overlaps its parts by design (up to 1/1.2 IoU); it duplicates only what it does not contain.
-        holds = (inter >= 0.9 * others_area[near]) & (area[i] >= 1.2 * others_area[near])
-        if ((inter >= duplicate_iou * np.maximum(union, 1)) & ~holds).any():
-            continue
-        chosen.append(int(i))
-        chosen_masks.append(candidate)
-    return chosen
-
-
 def _remove_small_regions(
     masks: BoxMasks, min_area: int, nms_thresh: float
-) -> tuple[BoxMasks, torch.Tensor, torch.Tensor]:
-    """SamAutomaticMaskGenerator.postprocess_small_regions without the RLE round trip: masks, boxes, order.
-    small_regions.clean decides holes and islands against the whole frame, reading only each mask's box."""
+) -> tuple[BoxMasks, torch.Tensor, torch.Tensor, np.ndarray]:
+    """SamAutomaticMaskGenerator.postprocess_small_regions without the RLE round trip: masks, boxes, order, and
+    whether the clean-up changed each input mask. small_regions.clean decides holes and islands against the whole
+    frame, reading only each mask's box."""
     fixed, changed = small_regions.clean(masks, min_area)
     scores = torch.from_numpy((~changed).astype(np.float32))  # NMS prefers masks that needed no fixing
     boxes = torch.from_numpy(fixed.inclusive_boxes())  # batched_mask_to_box's boxes, from the crops
     keep = batched_nms(boxes.float(), scores, torch.zeros_like(boxes[:, 0]), iou_threshold=nms_thresh)
-    return fixed[keep.numpy()], boxes[keep], keep
+    return fixed[keep.numpy()], boxes[keep], keep, changed
+
+
+class _Stack:
+    """The decoded masks of a _Decoded, as one stack: bit-packed rows on the host, full size on a GPU."""
+
+    def __init__(self, decoded: _Decoded) -> None:
+        self._dense = torch.cat(decoded.dense) if decoded.dense else None
+        self._packed = np.concatenate(decoded.packed) if self._dense is None else None
+
+    def packed(self, indices: np.ndarray) -> np.ndarray:
+        """The masks at `indices`, bit-packed one per row (packed on the GPU: an eighth of the bytes cross)."""
+        if self._dense is None:
+            return self._packed[indices]
+        return packbits_rows(self._dense[torch.as_tensor(indices, device=self._dense.device)].flatten(1))
+
+    def areas(self, indices: np.ndarray) -> np.ndarray:
+        if self._dense is None:
+            return np.bitwise_count(self._packed[indices]).sum(axis=1, dtype=np.int64)
+        picked = self._dense[torch.as_tensor(indices, device=self._dense.device)]
+        return picked.flatten(1).sum(dim=1).cpu().numpy()
+
+    def overlaps(self, kept: BoxMasks, decoded_as: np.ndarray, removed: np.ndarray, removed_boxes: np.ndarray
+                 ) -> nested_wholes.Overlaps:
+        """Pixel intersections of the `removed` decoded masks with the kept masks `kept` (decoded_as: which
+        decoded mask each kept one is, -1 where the small-region clean-up changed it) and with each other."""
+        if self._dense is None:
+            return nested_wholes.PackedOverlaps(kept, self._packed[removed], removed_boxes)
+        device = self._dense.device
+        same = decoded_as >= 0
+        kept_dense = torch.zeros((len(kept), *self._dense.shape[1:]), dtype=torch.bool, device=device)
+        kept_dense[torch.as_tensor(np.flatnonzero(same), device=device)] = self._dense[
+            torch.as_tensor(decoded_as[same], device=device)]
+        if (~same).any():  # a cleaned mask goes back to the GPU
+            kept_dense[torch.as_tensor(np.flatnonzero(~same), device=device)] = torch.from_numpy(
+                kept.to_dense(np.flatnonzero(~same))).to(device)
+        return nested_wholes.DenseOverlaps(kept_dense, self._dense[torch.as_tensor(removed, device=device)])
 
 
 def coarse_to_fine(side: int) -> list[np.ndarray]:
@@ -830,19 +890,21 @@ def _cover_finest(covered: np.ndarray, rows: np.ndarray, cols: np.ndarray, frame
     ellipse element; the frame's edge pixels repeated beyond it) lies wholly in the segments, which is the segments'
     erosion read at the point, with no full-frame erosion."""
     open_points = np.flatnonzero(~covered)
-    if len(out.packed) == since or len(open_points) == 0:
+    if len(open_points) == 0:
         return
-    finest = np.flatnonzero(np.concatenate(out.levels[since:]) == 0)
-    if len(finest) == 0:
+    segments = out.finest_union(since, frame_size)
+    if segments is None:
         return
     height, width = frame_size
-    union = np.bitwise_or.reduce(np.concatenate(out.packed[since:])[finest], axis=0)  # OR of the bits = the union
-    segments = np.unpackbits(union, count=height * width).reshape(height, width).view(bool)
-    open_points = open_points[segments[rows[open_points], cols[open_points]]]  # the disc holds its centre
-    dy, dx = _disc_offsets(margin)
-    ys = np.clip(rows[open_points, None] + dy, 0, height - 1)
-    xs = np.clip(cols[open_points, None] + dx, 0, width - 1)
-    covered[open_points] |= segments[ys, xs].all(axis=1)
+    device = segments.device
+    if device.type == "cpu":  # the disc holds its centre: on the host, only points inside a segment read it
+        open_points = open_points[segments[torch.as_tensor(rows[open_points]),
+                                           torch.as_tensor(cols[open_points])].numpy()]
+    # The disc's pixels of every point, made where the segments are (only the points and the disc cross over).
+    dy, dx = (torch.as_tensor(d, device=device)[None] for d in _disc_offsets(margin))
+    ys = (torch.as_tensor(rows[open_points], device=device)[:, None] + dy).clamp_(0, height - 1)
+    xs = (torch.as_tensor(cols[open_points], device=device)[:, None] + dx).clamp_(0, width - 1)
+    covered[open_points] |= segments[ys, xs].all(dim=1).cpu().numpy()
 
 
 def _disc_offsets(margin: int) -> tuple[np.ndarray, np.ndarray]:

@@ -48,10 +48,10 @@ def _window(box: np.ndarray, height: int, width: int, min_area: int) -> tuple[in
 def _fill_holes(mask: np.ndarray, min_area: int, outside: int) -> tuple[np.ndarray, bool]:
     """upstream's "holes" mode on a window whose margin is background and `outside` more background pixels beyond
     it join the margin's component (0: the window is the frame)."""
-    _, labels, stats, _ = cv2.connectedComponentsWithStats((~mask).astype(np.uint8), connectivity=8)
+    _, labels, stats = _components(~mask)
     sizes = stats[1:, cv2.CC_STAT_AREA].astype(np.int64)
     if outside:
-        sizes[labels[0, 0] - 1] += outside  # the corner lies in the margin, outside the mask's box
+        sizes[int(labels[0, 0]) - 1] += outside  # the corner lies in the margin, outside the mask's box
     small = sizes < min_area
     if not small.any():
         return mask, False
@@ -62,7 +62,7 @@ def _fill_holes(mask: np.ndarray, min_area: int, outside: int) -> tuple[np.ndarr
 def _drop_islands(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, bool]:
     """upstream's "islands" mode: the components under min_area go; if all of them are under it, the largest stays.
     Every island lies inside the window."""
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    _, labels, stats = _components(mask)
     sizes = stats[1:, cv2.CC_STAT_AREA]
     small = sizes < min_area
     if not small.any():
@@ -71,3 +71,15 @@ def _drop_islands(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, bool]:
     if not kept.any():
         kept[int(np.argmax(sizes)) + 1] = True
     return kept[labels], True
+
+
+def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """(count, labels, stats) of the 8-connected components of a bool window, as
+    cv2.connectedComponentsWithStats. Labels are 16-bit: half the memory to write, about 3x faster on 640x480.
+    More than 65535 components (only pixel noise has them) make OpenCV raise; those are labelled in 32 bits."""
+    binary = mask.astype(np.uint8)
+    try:
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8, ltype=cv2.CV_16U)
+    except cv2.error:
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8, ltype=cv2.CV_32S)
+    return count, labels, stats

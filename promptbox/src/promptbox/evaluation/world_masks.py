@@ -76,6 +76,7 @@ class WorldMaskProposer(MaskProposer):
         self.point_iou_floor = min(0.5, self.settings.pred_iou_thresh)
         self.point_stability_floor = min(0.5, self.settings.stability_score_thresh)
         self.keep_nested_wholes = True  # as the product's proposer: NMS-removed wholes of kept parts come back
+        self.masks_on_device = False  # its masks are drawn on the host
         self._levels: dict[str, _Levels] = {}
         self._frames: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # frame features -> scene key
         for index in range(scenes):
