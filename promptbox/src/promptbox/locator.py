@@ -101,7 +101,8 @@ class Locator:
 
     def warm_up(self, frame_size: tuple[int, int] = (480, 640)) -> None:
         """Run every stage the configured mode uses once on a blank frame of `frame_size` (H, W), so the first goal
-        doesn't pay for lazy initialisation: the encoder, the decoder (on a GPU, its CUDA graphs), the text tower,
+        doesn't pay for lazy initialisation: the encoder, the decoder and the image tower (on a GPU, their CUDA
+        graphs), the text tower,
         the CLIP patch pass (fast mode's map and the matching shortlist) and a crop. The encoder's grid follows the
         frame's shape (encoder_grid), and the ONNX backends export one graph per grid: the default is the common
         4:3 camera."""
@@ -111,6 +112,7 @@ class Locator:
             embedding = self.proposer.embed(frame)
             self.proposer.propose_points(embedding, np.array([[width / 2, height / 2]]))
             self.proposer.warm_up_decoder(embedding)  # on a GPU, the decoder's CUDA graphs
+            self.matcher.warm_up_image_graphs()  # and the image tower's
             text = self.matcher.encode_text("warm-up object")
             if self.config.mode == "fast" or self.config.matching == "shortlist":
                 self.matcher.similarity_map(frame, text, scenery=self._background)

@@ -17,6 +17,8 @@ from transformers import CLIPModel
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from promptbox import onnx_runtime
+from promptbox.batch_graphs import SIZES as GRAPH_SIZES
+from promptbox.batch_graphs import BatchGraphs
 from promptbox.config import ENCODER_BACKENDS
 from promptbox.image import check_image
 from promptbox.masks import BoxMasks
@@ -60,10 +62,12 @@ class Matcher:
         max_cached_phrases: int = 4096,
         backend: str = "torch",
         onnx_cache_dir: str | Path | None = None,
+        cuda_graphs: bool = True,
     ) -> None:
         """`backend`: "torch", or "onnx" to run the text tower and the crops' image tower in ONNX Runtime (the
         patch-token pass stays torch), "onnx-int8" for their int8 quantisations; exports are cached in
-        `onnx_cache_dir` (default: onnx_runtime's)."""
+        `onnx_cache_dir` (default: onnx_runtime's). `cuda_graphs`: on a GPU with the torch backend, the crops'
+        image tower replays CUDA graphs (batch_graphs); False: eager launches."""
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
         if backend not in ENCODER_BACKENDS:
@@ -87,6 +91,8 @@ class Matcher:
         self.backend = backend
         self._onnx_cache_dir = Path(onnx_cache_dir) if onnx_cache_dir else onnx_runtime.default_cache_dir()
         self._onnx: tuple[onnx_runtime.OnnxGraph, onnx_runtime.OnnxGraph] | None = None  # (text, image) towers
+        self._graphs = (BatchGraphs(str(self.device)) if cuda_graphs and backend == "torch"
+                        and self.device.type == "cuda" else None)
 
     @property
     def logit_scale(self) -> float:
@@ -218,13 +224,30 @@ class Matcher:
         target = (self.image_size, self.image_size)
         return F.interpolate(canvas[None], size=target, mode="bilinear", antialias=True, align_corners=False)[0]
 
+    def warm_up_image_graphs(self) -> None:
+        """Capture the image tower's graph of every batch size a call can use (batch_graphs.SIZES up to
+        `batch_size`), so that no goal pays for a capture; without graphs, nothing runs."""
+        if self._graphs is None:
+            return
+        for size in [s for s in GRAPH_SIZES if s <= self.batch_size]:
+            blank = torch.zeros(size, 3, self.image_size, self.image_size, device=self.device)
+            with torch.inference_mode():
+                self._image_features(blank)
+
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self._graphs is not None:
+            # A replay's outputs live in the graph's buffers until its next replay: the caller gets a copy.
+            (features,) = self._graphs.run(None, pixels, ("image", tuple(pixels.shape[1:])), self._eager_image)
+            return features.clone()
+        return self._eager_image(None, pixels)[0]
+
+    def _eager_image(self, _shared: None, pixels: torch.Tensor) -> tuple[torch.Tensor]:
         if self.backend == "torch":
             features = _features(self.model.get_image_features(pixel_values=pixels))
         else:
             (features,) = self._onnx_graphs()[1].run(pixels)
             features = features.to(self.device)
-        return F.normalize(features.float(), dim=-1)
+        return (F.normalize(features.float(), dim=-1),)
 
     def _onnx_graphs(self) -> tuple[onnx_runtime.OnnxGraph, onnx_runtime.OnnxGraph]:
         if self._onnx is None:

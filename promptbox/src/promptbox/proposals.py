@@ -31,9 +31,9 @@ from mobile_sam.utils.transforms import ResizeLongestSide
 from torchvision.ops.boxes import batched_nms
 
 from promptbox import full_size, nested_wholes, onnx_runtime, small_regions
+from promptbox.batch_graphs import SIZES as GRAPH_SIZES
+from promptbox.batch_graphs import BatchGraphs
 from promptbox.config import ENCODER_BACKENDS, AmgSettings
-from promptbox.decoder_graph import SIZES as GRAPH_SIZES
-from promptbox.decoder_graph import DecoderGraphs
 from promptbox.encoder_grid import (
     CELL_PX,
     FrameShapedEncoder,
@@ -211,9 +211,9 @@ class MaskProposer:
         self._onnx_cache_dir = Path(onnx_cache_dir) if onnx_cache_dir else onnx_runtime.default_cache_dir()
         self._onnx: dict[str, onnx_runtime.OnnxGraph] = {}  # graph name -> graph, built on first use
         self._resize_matrices: dict[tuple, full_size.ResizeMaps] = {}
-        # On a GPU, the prompt side of the decoder replays CUDA graphs (decoder_graph); False: eager launches.
+        # On a GPU, the prompt side of the decoder replays CUDA graphs (batch_graphs); False: eager launches.
         self.cuda_graphs = cuda_graphs
-        self._graphs: DecoderGraphs | None = None
+        self._graphs: BatchGraphs | None = None
         # Called before each decode batch; it may raise to stop the call (a cancelled ROS goal stops within a batch).
         self.on_batch: Callable[[], None] | None = None
         # On a GPU, decoded masks stay there at full size and are filtered and post-processed there (_Decoded.dense);
@@ -282,7 +282,7 @@ class MaskProposer:
         return hs.to(self.device), keys.to(self.device), iou[:, mask_slice].to(self.device)
 
     def warm_up_decoder(self, frame: FrameEmbedding) -> None:
-        """Decode one batch of every size a graph is captured for (decoder_graph.SIZES up to the decode batch), so
+        """Decode one batch of every size a graph is captured for (batch_graphs.SIZES up to the decode batch), so
         that no goal pays for a capture; on CPU, no batch is that large and nothing runs."""
         sizes = [size for size in GRAPH_SIZES if size <= self.decode_batch]
         if not sizes:
@@ -297,13 +297,13 @@ class MaskProposer:
     def _prompt_side(self, shared: _SharedImageSide, coords: torch.Tensor, mask_slice: slice
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(hs, keys, iou) of a batch of point prompts (input-frame coords); on a GPU with the torch backend, a CUDA
-        graph's replay (decoder_graph), whose outputs are valid until the next batch."""
+        graph's replay (batch_graphs), whose outputs are valid until the next batch."""
         def forward(side: _SharedImageSide, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             return self._transformer_and_iou(side, self._prompt_tokens(points), mask_slice)
 
         if self.cuda_graphs and self.encoder_backend == "torch" and str(self.device).startswith("cuda"):
             if self._graphs is None:
-                self._graphs = DecoderGraphs(self.device)
+                self._graphs = BatchGraphs(self.device)
             return self._graphs.run(shared, coords, (shared.grid, mask_slice.start, mask_slice.stop), forward)
         return forward(shared, coords)
 

@@ -1,5 +1,6 @@
-"""The CUDA-graph decoder (decoder_graph) against eager launches, on a GPU: the same outputs for every batch size,
-for a second frame after the first (its image side must be copied in), and the same proposals."""
+"""CUDA graphs (batch_graphs) against eager launches, on a GPU. The decoder: the same outputs for every batch size,
+for a second frame after the first (its image side must be copied in), and the same proposals. CLIP's image tower:
+the same region embeddings for every batch size, and a later batch does not overwrite an earlier one's."""
 
 from __future__ import annotations
 
@@ -107,3 +108,39 @@ def test_captures_beside_background_embedding_through_the_locator(frames):
         worker.join()
     assert not errors, errors
     assert answer is not None and locator.proposer._graphs._graphs  # captured, beside the embedding thread
+
+
+@pytest.fixture(scope="module")
+def matchers():
+    from promptbox import weights
+    from promptbox.matching import Matcher
+
+    clip, tokenizer, random = weights.load_clip(str(WORLD_SAM.parent / "world-clip"), "cuda", False)
+    assert not random
+    return Matcher(clip, tokenizer, "cuda", cuda_graphs=True), Matcher(clip, tokenizer, "cuda", cuda_graphs=False)
+
+
+@pytest.mark.parametrize("count", [1, 5, 8, 9, 32, 70])
+def test_region_embeddings_equal_eager(matchers, frames, count):
+    graphs, eager = matchers
+    rng = np.random.default_rng(count)
+    for image in frames:  # the second frame replays graphs captured on the first
+        height, width = image.shape[:2]
+        corners = rng.uniform(0, [width, height], (count, 2))
+        boxes = np.concatenate([corners, corners + rng.uniform(8, 200, (count, 2))], axis=1)
+        got, expected = graphs.encode_regions(image, boxes), eager.encode_regions(image, boxes)
+        assert got.shape == expected.shape == (count, graphs.embed_dim)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+        # 70 crops are 32 + 32 + 6: two replays of the same graph, the first batch's copy kept intact.
+        assert len({tuple(v) for v in got.cpu().numpy().round(4).tolist()}) == count
+    assert graphs._graphs._graphs  # the graph path did run
+
+
+def test_warm_up_captures_every_image_batch_size():
+    from promptbox import weights
+    from promptbox.matching import Matcher
+
+    clip, tokenizer, _ = weights.load_clip(str(WORLD_SAM.parent / "world-clip"), "cuda", False)
+    matcher = Matcher(clip, tokenizer, "cuda")
+    matcher.warm_up_image_graphs()
+    assert sorted(key[-1] for key in matcher._graphs._graphs) == [8, 16, 32]

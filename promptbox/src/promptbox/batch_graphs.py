@@ -1,10 +1,12 @@
-"""The prompt side of MobileSAM's mask decoder as a CUDA graph: one replay instead of ~100 kernel launches a batch.
+"""Batched forwards as CUDA graphs: one replay instead of ~100 kernel launches a batch.
 
-On a GPU, a batch of 64 point prompts through the point embedding, the two-way transformer and the IoU head is about
-2 ms of kernels, but launching them one by one from Python takes longer than running them, and exact mode decodes
-several batches a frame. A CUDA graph records the launches once, for a fixed batch size and fixed input buffers;
-each batch then copies its points (and, once per frame, the frame's shared image side) into those buffers and
-replays. The kernels are the eager ones, so the results are eager's (tests/test_decoder_graph.py compares them).
+On a GPU, a batch of 64 point prompts through the point embedding, the two-way transformer and the IoU head of
+MobileSAM's mask decoder is about 2 ms of kernels, and a batch of region crops through CLIP's image tower less, but
+launching the kernels one by one from Python takes longer than running them, and a frame needs several batches. A
+CUDA graph records the launches once, for a fixed batch size and fixed input buffers; each batch then copies its
+inputs (and, once per frame, what every batch of the frame shares, such as the decoder's image side) into those
+buffers and replays. The kernels are the eager ones, so the results are eager's (tests/test_batch_graphs.py compares
+them).
 
 A capture must not run beside other CUDA work on the same device (work on the default stream from another thread
 fails the capture): the Locator's lock serialises every model call, the ROS node's background embedding included.
@@ -23,12 +25,13 @@ import torch
 # Larger batches (points_per_batch above 64) run eagerly: a graph holds its batch's activations (3 MB a prompt).
 SIZES = (8, 16, 32, 64)
 
-Forward = Callable[[object, torch.Tensor], tuple[torch.Tensor, ...]]  # (shared image side, points) -> outputs
+# (shared, batch) -> outputs. `shared`: a dataclass of what every batch of a frame shares, or None.
+Forward = Callable[[object, torch.Tensor], tuple[torch.Tensor, ...]]
 
 
-class DecoderGraphs:
-    """Captured decoder graphs of one proposer, keyed by the caller's key (what `forward` depends on besides its
-    inputs) and the padded batch size, sharing one memory pool."""
+class BatchGraphs:
+    """Captured graphs of one model's batched forward, keyed by the caller's key (what `forward` depends on besides
+    its inputs) and the padded batch size, sharing one memory pool."""
 
     def __init__(self, device: str) -> None:
         self._device = device
@@ -36,8 +39,8 @@ class DecoderGraphs:
         self._graphs: dict[tuple, _Captured] = {}
 
     def run(self, shared, points: torch.Tensor, key: tuple, forward: Forward) -> tuple[torch.Tensor, ...]:
-        """forward(shared, points)'s outputs for `points` ((n, 2) on the GPU), from a replay of the graph captured
-        for `key` at n's padded size (captured on first use). Valid until the next run."""
+        """forward(shared, points)'s outputs for the batch `points` ((n, ...) on the GPU), from a replay of the graph
+        captured for `key` at n's padded size (captured on first use). Valid until the next run."""
         size = next((s for s in SIZES if s >= len(points)), None)
         if size is None:
             return forward(shared, points)
@@ -52,8 +55,8 @@ class DecoderGraphs:
 
 class _Captured:
     def __init__(self, forward: Forward, shared, points: torch.Tensor, size: int, device: str, pool) -> None:
-        # Static copies of every tensor of the shared image side; other fields (the grid) are kept as they are.
-        self.shared = type(shared)(**{
+        # Static copies of every tensor of the shared side; other fields (the grid) are kept as they are.
+        self.shared = None if shared is None else type(shared)(**{
             f.name: getattr(shared, f.name).clone() if isinstance(getattr(shared, f.name), torch.Tensor)
             else getattr(shared, f.name) for f in fields(shared)
         })
@@ -71,7 +74,7 @@ class _Captured:
             self.outputs = forward(self.shared, self.points)
 
     def run(self, shared, points: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if self.loaded is None or self.loaded() is not shared:  # a new frame: its image side into the buffers
+        if shared is not None and (self.loaded is None or self.loaded() is not shared):  # a new frame's side
             for f in fields(shared):
                 value = getattr(shared, f.name)
                 if isinstance(value, torch.Tensor):
