@@ -77,7 +77,10 @@ def test_the_device_path_gives_the_hosts_grid_proposals(cpu_frames):
     assert restored > 0  # the case occurs: NMS removed wholes that came back
 
 
-def test_the_device_path_gives_the_hosts_point_proposals(cpu_frames):
+@pytest.mark.parametrize("logits", [None, 5 * 640 * 480])  # 5: a batch's 12 masks upscaled 5 at a time
+def test_the_device_path_gives_the_hosts_point_proposals(cpu_frames, monkeypatch, logits):
+    if logits:
+        monkeypatch.setattr("promptbox.proposals._DEVICE_LOGITS", logits)
     host, frames = cpu_frames
     points = np.array([[100.0, 100.0], [320.0, 240.0], [500.0, 400.0], [600.0, 50.0]])
     on_host, on_device = _both_ways(host, lambda p: p.propose_points(frames[0], points))

@@ -136,7 +136,10 @@ def test_only_containers_of_a_kept_mask_come_back(kind) -> None:
     assert wholes([SHAFT, MUG], [WHOLE_AGAIN, WHOLE], [0.8, 0.9], kind) == [1]
 
 
-def test_the_gpus_intersections_are_the_hosts() -> None:
+@pytest.mark.parametrize("band_pixels", [None, 1000])  # 1000: bands of 111 pixels summed, not one product
+def test_the_gpus_intersections_are_the_hosts(monkeypatch, band_pixels) -> None:
+    if band_pixels:
+        monkeypatch.setattr("promptbox.nested_wholes._FLOAT_PIXELS", band_pixels)
     rng = np.random.default_rng(7)
     kept = BoxMasks.from_dense(rng.random((5, H, W)) < 0.3)
     removed = rng.random((4, H, W)) < 0.5

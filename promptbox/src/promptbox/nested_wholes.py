@@ -97,17 +97,24 @@ class PackedOverlaps:
         return self.removed(i).intersection(0, None, others)
 
 
+# DenseOverlaps converts at most this many mask pixels to float32 at a time (256 MB).
+_FLOAT_PIXELS = 64 * 1024 * 1024
+
+
 class DenseOverlaps:
     """Intersections of full-frame masks where they are ((K, H, W) kept and (R, H, W) removed bool tensors, on a
-    GPU): every pair at once, as a product of the flattened masks. float32 counts integers exactly up to 2^24
-    pixels, and TF32 rounding keeps 0 and 1 exact."""
+    GPU): every pair at once, as a product of the flattened masks, summed over bands of pixels. float32 counts
+    integers exactly up to 2^24 pixels, and TF32 rounding keeps 0 and 1 exact."""
 
     def __init__(self, kept: torch.Tensor, removed: torch.Tensor) -> None:
         if kept.shape[0] * removed.shape[0] == 0:
             self._kept = self._removed = np.zeros((removed.shape[0], 0), np.int64)
             return
-        a = removed.flatten(1).float()
-        both = a @ torch.cat([kept.flatten(1).float(), a]).T
+        rows, others = removed.flatten(1), torch.cat([kept, removed]).flatten(1)
+        band = max(1, _FLOAT_PIXELS // (len(rows) + len(others)))
+        both = torch.zeros(len(rows), len(others), device=rows.device)
+        for start in range(0, rows.shape[1], band):
+            both += rows[:, start : start + band].float() @ others[:, start : start + band].float().T
         counts = both.round().to(torch.int64).cpu().numpy()
         self._kept, self._removed = counts[:, : kept.shape[0]], counts[:, kept.shape[0] :]
 

@@ -51,6 +51,9 @@ LOW_RES_STABILITY_MARGIN = 0.1
 # in cache and below glibc's mmap threshold, so freed memory is reused rather than page-faulted in again; GPUs want
 # the whole points_per_batch.
 _CPU_BATCH = 4
+# On a GPU, at most this many full-size logits at a time (236 MB of float32): a 64-prompt batch's 192 masks of a
+# 640x480 frame in one go, larger frames in parts.
+_DEVICE_LOGITS = 192 * 640 * 480
 
 
 @dataclass
@@ -591,16 +594,24 @@ class MaskProposer:
         first (as on the host) waits on the GPU at every step; the GPU has the spare time, the host does not. The
         same filters, so the same masks (to float rounding)."""
         maps = self._resize_maps(frame.input_size, frame.original_size, grid_of(frame.features))
-        count, tokens = low_res.shape[:2]
-        low_res = low_res.flatten(0, 1)
-        keep = keep_iou.flatten()
-        full = full_size.full_size(maps, low_res, threshold, offset)
-        if rule.stability > 0.0:
-            plausible = calculate_stability_score(low_res[:, : maps.rows, : maps.cols], threshold, offset)
-            keep = keep & (plausible >= rule.stability - LOW_RES_STABILITY_MARGIN) & (full.stability >= rule.stability)
+        tokens = low_res.shape[1]
+        low_res, keep_iou, iou = low_res.flatten(0, 1), keep_iou.flatten(), iou.flatten()
+        height, width = frame.original_size
+        step = max(1, _DEVICE_LOGITS // (height * width))  # masks brought to full size at a time
+        masks, tables = [], []
+        for first in range(0, len(low_res), step):
+            part = low_res[first : first + step]
+            full = full_size.full_size(maps, part, threshold, offset)
+            keep = keep_iou[first : first + step]
+            if rule.stability > 0.0:
+                plausible = calculate_stability_score(part[:, : maps.rows, : maps.cols], threshold, offset)
+                keep = (keep & (plausible >= rule.stability - LOW_RES_STABILITY_MARGIN)
+                        & (full.stability >= rule.stability))
+            masks.append(full.masks)
+            tables.append(torch.cat([keep[:, None].float(), full.boxes.float(), iou[first : first + step, None].float(),
+                                     full.stability[:, None].float()], dim=1))
         # One transfer, one wait: which masks stay, their boxes and scores.
-        table = torch.cat([keep[:, None].float(), full.boxes.float(), iou.flatten()[:, None].float(),
-                           full.stability[:, None].float()], dim=1).cpu()
+        table = torch.cat(tables).cpu()
         kept = np.flatnonzero(table[:, 0].numpy() > 0)
         if len(kept) == 0:
             return
@@ -609,7 +620,8 @@ class MaskProposer:
         out.boxes.append(table[kept, 1:5].long())
         out.iou.append(table[kept, 5])
         out.stability.append(table[kept, 6])
-        out.dense.append(full.masks[torch.as_tensor(kept, device=full.masks.device)])
+        stack = masks[0] if len(masks) == 1 else torch.cat(masks)
+        out.dense.append(stack[torch.as_tensor(kept, device=stack.device)])
 
     def _resize_maps(self, input_size: tuple[int, int], original_size: tuple[int, int], grid: tuple[int, int]
                      ) -> full_size.ResizeMaps:
