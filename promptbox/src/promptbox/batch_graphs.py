@@ -38,50 +38,50 @@ class BatchGraphs:
         self._pool = None
         self._graphs: dict[tuple, _Captured] = {}
 
-    def run(self, shared, points: torch.Tensor, key: tuple, forward: Forward) -> tuple[torch.Tensor, ...]:
-        """forward(shared, points)'s outputs for the batch `points` ((n, ...) on the GPU), from a replay of the graph
-        captured for `key` at n's padded size (captured on first use). Valid until the next run."""
-        size = next((s for s in SIZES if s >= len(points)), None)
+    def run(self, shared, batch: torch.Tensor, key: tuple, forward: Forward) -> tuple[torch.Tensor, ...]:
+        """forward(shared, batch)'s outputs for `batch` ((n, ...) on the GPU: point prompts, crops), from a replay of
+        the graph captured for `key` at n's padded size (captured on first use). Valid until the next run."""
+        size = next((s for s in SIZES if s >= len(batch)), None)
         if size is None:
-            return forward(shared, points)
+            return forward(shared, batch)
         full_key = (*key, size)
         captured = self._graphs.get(full_key)
         if captured is None:
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
-            captured = self._graphs[full_key] = _Captured(forward, shared, points, size, self._device, self._pool)
-        return captured.run(shared, points)
+            captured = self._graphs[full_key] = _Captured(forward, shared, batch, size, self._device, self._pool)
+        return captured.run(shared, batch)
 
 
 class _Captured:
-    def __init__(self, forward: Forward, shared, points: torch.Tensor, size: int, device: str, pool) -> None:
+    def __init__(self, forward: Forward, shared, batch: torch.Tensor, size: int, device: str, pool) -> None:
         # Static copies of every tensor of the shared side; other fields (the grid) are kept as they are.
         self.shared = None if shared is None else type(shared)(**{
             f.name: getattr(shared, f.name).clone() if isinstance(getattr(shared, f.name), torch.Tensor)
             else getattr(shared, f.name) for f in fields(shared)
         })
-        self.points = points[:1].expand(size, *points.shape[1:]).clone()
+        self.batch = batch[:1].expand(size, *batch.shape[1:]).clone()
         self.loaded: weakref.ref | None = None
         # torch.cuda.graphs' recipe: warm up on a side stream (lazy initialisation is not capturable), then capture.
         stream = torch.cuda.Stream(device=device)
         stream.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(stream):
             for _ in range(2):
-                forward(self.shared, self.points)
+                forward(self.shared, self.batch)
         torch.cuda.current_stream(device).wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph, pool=pool):
-            self.outputs = forward(self.shared, self.points)
+            self.outputs = forward(self.shared, self.batch)
 
-    def run(self, shared, points: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def run(self, shared, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if shared is not None and (self.loaded is None or self.loaded() is not shared):  # a new frame's side
             for f in fields(shared):
                 value = getattr(shared, f.name)
                 if isinstance(value, torch.Tensor):
                     getattr(self.shared, f.name).copy_(value)
             self.loaded = weakref.ref(shared)
-        n = len(points)
-        self.points[:n].copy_(points)
-        self.points[n:].copy_(points[:1].expand(len(self.points) - n, *points.shape[1:]))  # padding, discarded
+        n = len(batch)
+        self.batch[:n].copy_(batch)
+        self.batch[n:].copy_(batch[:1].expand(len(self.batch) - n, *batch.shape[1:]))  # padding, discarded
         self.graph.replay()
         return tuple(out[:n] for out in self.outputs)

@@ -101,11 +101,10 @@ class Locator:
 
     def warm_up(self, frame_size: tuple[int, int] = (480, 640)) -> None:
         """Run every stage the configured mode uses once on a blank frame of `frame_size` (H, W), so the first goal
-        doesn't pay for lazy initialisation: the encoder, the decoder and the image tower (on a GPU, their CUDA
-        graphs), the text tower,
-        the CLIP patch pass (fast mode's map and the matching shortlist) and a crop. The encoder's grid follows the
-        frame's shape (encoder_grid), and the ONNX backends export one graph per grid: the default is the common
-        4:3 camera."""
+        doesn't pay for lazy initialisation: the encoder, the decoder and CLIP's image tower (on a GPU, their CUDA
+        graphs), the text tower, the CLIP patch pass (fast mode's map and the matching shortlist) and a crop. The
+        encoder's grid follows the frame's shape (encoder_grid), and the ONNX backends export one graph per grid: the
+        default is the common 4:3 camera."""
         height, width = frame_size
         frame = np.zeros((height, width, 3), np.uint8)
         with self._lock:
