@@ -197,6 +197,76 @@ def test_relation_geometry() -> None:
         relations.fit("between", a, a)
 
 
+def _masks(*parts: list[Rect], size: tuple[int, int] = (100, 160)) -> tuple[np.ndarray, np.ndarray]:
+    """Masks that are unions of rectangles (a group of touching objects is one mask), and their xyxy boxes."""
+    masks = np.zeros((len(parts), *size), dtype=bool)
+    for k, rects in enumerate(parts):
+        for x0, y0, x1, y1 in rects:
+            masks[k, y0:y1, x0:x1] = True
+    boxes = []
+    for mask in masks:
+        ys, xs = np.nonzero(mask)
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    return masks, np.array(boxes, dtype=np.float64)
+
+
+SPOON: Rect = (60, 40, 100, 60)
+DRIVER_NEAR: Rect = (95, 20, 105, 80)  # lies across the spoon's end
+DRIVER_FAR: Rect = (5, 5, 15, 60)
+
+
+def test_a_target_region_holding_the_anchor_gives_way_to_the_target_inside_it() -> None:
+    # SAM's widest level took the near screwdriver and the spoon under it; that mask reads "screwdriver" (0.965) a
+    # little above the screwdriver alone (0.96), so it stood for the near screwdriver among the candidates, and,
+    # holding the spoon, it was skipped: the far screwdriver was the answer (world oracle masks, val scene 8).
+    masks, boxes = _masks([DRIVER_FAR], [DRIVER_NEAR, SPOON], [DRIVER_NEAR], [SPOON])
+    conf = np.array([0.97, 0.965, 0.96, 0.01])
+    result = select(masks, boxes, conf * 0.3, conf, Target("screwdriver", relation="next to", anchor="spoon"),
+                    min_score=0.5, anchor=scores("spoon", [0.0, 0.6, 0.0, 0.99]))
+    assert isinstance(result, Detection) and result.box_xyxy == box(DRIVER_NEAR)
+
+
+BOOK_NEAR: Rect = (60, 40, 100, 90)
+SCISSORS_ON: Rect = (70, 50, 90, 70)  # on the book
+SCISSORS_AWAY: Rect = (5, 5, 25, 25)
+
+
+@pytest.mark.parametrize("book_alone", [0.3, 0.9])
+def test_an_anchor_region_holding_a_target_candidate_is_no_anchor(book_alone: float) -> None:
+    # The book with the scissors on it reads "book" (0.98); as the anchor it would hold the scissors meant, which
+    # are then skipped as a part of it, and the scissors far away answer "the scissors next to the book".
+    masks, boxes = _masks([SCISSORS_AWAY], [SCISSORS_ON], [BOOK_NEAR], [BOOK_NEAR])
+    masks[2, 50:70, 70:90] = False  # the book alone, around the scissors
+    conf = np.array([0.98, 0.97, 0.0, 0.0])
+    result = select(masks, boxes, conf * 0.3, conf, Target("scissors", relation="next to", anchor="book"),
+                    min_score=0.5, anchor=scores("book", [0.0, 0.0, book_alone, 0.98]))
+    if book_alone < 0.5:  # only the book-and-scissors region is confidently a book: no anchor of its own
+        assert isinstance(result, NotFound)
+        assert "the anchor 'book' was not found apart from a 'scissors'" in result.reason
+    else:
+        assert isinstance(result, Detection) and result.box_xyxy == box(SCISSORS_ON)
+
+
+SD_LEFT: Rect = (10, 40, 40, 60)
+BANANA_LONG: Rect = (40, 40, 150, 60)  # touching it, reaching far right
+SD_RIGHT: Rect = (60, 70, 90, 90)
+
+
+def test_a_spatial_word_chooses_among_objects_not_groups() -> None:
+    # The left screwdriver and the banana touching it, as one mask, read "screwdriver" above the screwdriver alone;
+    # standing for it, their centre (x 80) lies right of the other screwdriver's (x 75).
+    masks, boxes = _masks([SD_LEFT, BANANA_LONG], [SD_LEFT], [SD_RIGHT])
+    conf = np.array([0.97, 0.96, 0.95])
+    target = Target("screwdriver", spatial="left")
+    plain = select(masks, boxes, conf * 0.3, conf, target, min_score=0.5)
+    assert plain.box_xyxy == box(SD_RIGHT)  # the case under test: without the group check, the wrong one
+    asked: list[tuple[int, int]] = []
+    result = select(masks, boxes, conf * 0.3, conf, target, min_score=0.5,
+                    is_group=lambda container, inner: asked.append((container, inner)) or container == 0)
+    assert isinstance(result, Detection) and result.box_xyxy == box(SD_LEFT)
+    assert asked == [(0, 1)]
+
+
 # --- 5. explicit parts -----------------------------------------------------------------------------------------------
 
 MARKER: Rect = (20, 40, 120, 60)

@@ -51,6 +51,9 @@ RUNS = {"sam": ("exact", "fast"), "oracle": ("exact", "fast")}  # masks source -
 # was never weighed against the other pair.
 # Groups of touching objects set aside as wholes (selection._without_groups, 2026-11-24): oracle exact / fast all
 # 0.68 / 0.66, class 0.67 / 0.67, whole 0.72 / 0.78, every other oracle cell as above; sam unchanged.
+# Relations and spatial words choose among objects, not groups (selection._by_relation, _plausible; 2026-11-24):
+# oracle exact / fast all 0.71 / 0.69, relation 0.60 / 0.60 (0.20), spatial 0.50 / 0.50 (0.33), wrong objects
+# 0.03 / 0.04 (0.07 / 0.08), every other oracle cell as above; sam unchanged (its relation misses are other masks).
 # Floors sit about one query-in-ten below (the world is deterministic; the margin absorbs float drift, not luck).
 # A tag of one or two hits (sam relation) gets no floor: a CPU/GPU float difference can flip it.
 FLOORS: dict[tuple[str, str, str], dict[str, float]] = {
@@ -70,8 +73,8 @@ FLOORS: dict[tuple[str, str, str], dict[str, float]] = {
     ("sam", "fast", "part"): {"accuracy": 0.17},
     ("sam", "exact", "unseen"): {"accuracy": 0.14},
     ("sam", "fast", "unseen"): {"accuracy": 0.28},
-    ("oracle", "exact", "all"): {"accuracy": 0.58},
-    ("oracle", "fast", "all"): {"accuracy": 0.56},
+    ("oracle", "exact", "all"): {"accuracy": 0.61},
+    ("oracle", "fast", "all"): {"accuracy": 0.59},
     ("oracle", "exact", "absent"): {"accuracy": 0.79},
     ("oracle", "fast", "absent"): {"accuracy": 0.79},
     ("oracle", "exact", "attribute"): {"accuracy": 0.60},
@@ -82,10 +85,10 @@ FLOORS: dict[tuple[str, str, str], dict[str, float]] = {
     ("oracle", "fast", "whole"): {"accuracy": 0.61},
     ("oracle", "exact", "part"): {"accuracy": 0.65},
     ("oracle", "fast", "part"): {"accuracy": 0.56},  # 0.65 until the map change measured 0.652 (see above)
-    ("oracle", "exact", "spatial"): {"accuracy": 0.16},
-    ("oracle", "fast", "spatial"): {"accuracy": 0.16},
-    ("oracle", "exact", "relation"): {"accuracy": 0.20},
-    ("oracle", "fast", "relation"): {"accuracy": 0.20},
+    ("oracle", "exact", "spatial"): {"accuracy": 0.40},
+    ("oracle", "fast", "spatial"): {"accuracy": 0.40},
+    ("oracle", "exact", "relation"): {"accuracy": 0.50},
+    ("oracle", "fast", "relation"): {"accuracy": 0.50},
     ("oracle", "exact", "unseen"): {"accuracy": 0.14},
     ("oracle", "fast", "unseen"): {"accuracy": 0.14},
 }

@@ -9,6 +9,7 @@ scenery phrases. Raw cosine is compared only between nested regions of one objec
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -100,9 +101,11 @@ def select(
     - A part ("cap of marker", `whole` = the marker's scores): the most confident region inside the best whole;
       its score is the whole's confidence (object names compete with "marker", not with "cap of marker"). With no
       confident whole, a region inside another that is confidently the part phrase itself, said in the notes.
-    - A spatial word picks among the plausible regions: target regions at min_score, one per object.
+    - A spatial word picks among the plausible regions: target regions at min_score, one per object (a group that
+      `is_group` names is no object of its own: the target region inside it is).
     - A relation (`anchor` = the anchor phrase's scores) picks the plausible region that best stands in that
-      relation to the best anchor region; no anchor, or no region in that relation, is NotFound saying so.
+      relation to the best anchor region (one that holds no plausible region); no anchor, or no region in that
+      relation, is NotFound saying so.
     A qualifier that cannot be applied is never dropped silently: the answer's notes or reason say so. `rival` (N,
     optional) names each region's strongest competing name; a not-found answer says what its best region reads as
     ("it reads as 'white mug'"), so a user sees why, without a box the model cannot back.
@@ -116,6 +119,8 @@ def select(
         raise ValueError(f"is_target has shape {top1.shape}; accepted: ({n},), one flag per mask")
 
     regions = Regions(masks)
+    if is_group is not None:
+        is_group = functools.cache(is_group)  # each pair is read once (a crop through CLIP), however often asked
     notes: list[str] = []
     miss = None
     if whole is not None:
@@ -132,13 +137,18 @@ def select(
         chosen = _whole_over_parts(regions, sim, conf, min_score, part_margin)
         if is_group is not None:
             chosen = _without_groups(regions, sim, conf, min_score, part_margin, chosen, is_group)
-    plausible = _plausible(regions, boxes, conf, min_score, top1)
+    # The candidates a spatial word or a relation chooses among (a group is checked only where they are used).
+    compares = target.spatial is not None or target.relation is not None
+    plausible = _plausible(regions, boxes, conf, min_score, top1, is_group if compares else None)
     if miss is None and target.relation is not None:
         if anchor is None:
             notes.append(f"relation {target.relation!r} {target.anchor!r} was not applied (not resolved in the image "
                          f"plane; resolved: {', '.join(relations.RESOLVED)})")
         elif plausible:
-            chosen, miss = _by_relation(target, anchor, plausible, regions, boxes, conf, min_score)
+            def candidates(set_aside: set[int]) -> list[int]:
+                return _plausible(regions, boxes, conf, min_score, top1, is_group, set_aside)
+
+            chosen, miss = _by_relation(target, anchor, plausible, candidates, regions, boxes, conf, min_score)
     if miss is None and target.spatial is not None and plausible:
         if target.relation is not None and anchor is not None:
             notes.append(f"spatial word {target.spatial!r} was not applied: the relation chose among the candidates")
@@ -284,18 +294,26 @@ def _inside(regions: Regions, owner: int, n: int) -> list[int]:
 
 
 def _plausible(
-    regions: Regions, boxes: np.ndarray, conf: np.ndarray, min_score: float, top1: np.ndarray
+    regions: Regions, boxes: np.ndarray, conf: np.ndarray, min_score: float, top1: np.ndarray,
+    is_group: Callable[[int, int], bool] | None = None, set_aside: set[int] = frozenset(),
 ) -> list[int]:
     """Regions that are the target (its top-1 label, at min_score), one per object: near-duplicate boxes keep the
-    more confident, and a region contained in another plausible one is a part of that object."""
+    more confident, and a region contained in another plausible one is a part of that object, unless `is_group`
+    says the container is that region plus other objects (the screwdriver and the spoon touching it): then the
+    container goes, as in a plain request, and the object stays a candidate of its own. Regions `set_aside` are
+    no candidates."""
     kept: list[int] = []
     for i in np.argsort(-conf, kind="stable"):
         i = int(i)
         if conf[i] < min_score:
             break
-        if not top1[i] or (kept and _box_iou(boxes[i], boxes[kept]).max() > DUPLICATE_IOU):
+        if i in set_aside or not top1[i] or (kept and _box_iou(boxes[i], boxes[kept]).max() > DUPLICATE_IOU):
             continue
         kept.append(i)
+    if is_group is not None:
+        groups = {c for c in kept
+                  if any(c in regions.containers(i, among=[c]) and is_group(c, i) for i in kept if i != c)}
+        kept = [i for i in kept if i not in groups]
     return [i for i in kept if not regions.containers(i, among=kept)]
 
 
@@ -319,21 +337,34 @@ def _by_relation(
     target: Target,
     anchor: PhraseScores,
     plausible: list[int],
+    candidates: Callable[[set[int]], list[int]],
     regions: Regions,
     boxes: np.ndarray,
     conf: np.ndarray,
     min_score: float,
 ) -> tuple[int, str | None]:
-    """The plausible region that best stands in `target.relation` to the most confident anchor region."""
+    """The plausible region that best stands in `target.relation` to the most confident anchor region.
+    `candidates(set_aside)` gives the plausible regions again without those set aside."""
     best = plausible[0]
     order = np.argsort(-anchor.confidence, kind="stable")
-    # The anchor is a different object: not one of the target's candidates.
-    anchors = [int(a) for a in order if anchor.confidence[a] >= min_score and int(a) not in plausible]
+    confident = [int(a) for a in order if anchor.confidence[a] >= min_score and int(a) not in plausible]
+    # The anchor is a different object: not one of the target's candidates, nor a region holding one (a mask of the
+    # book and the scissors lying on it reads as "book" too, and every candidate inside it would be skipped below).
+    anchors = [a for a in confident if not any(a in regions.containers(i, among=[a]) for i in plausible)]
     if not anchors:
         top = float(anchor.confidence[order[0]])
+        if confident:
+            return best, (f"the anchor {anchor.phrase!r} was not found apart from a {target.phrase!r} (its regions "
+                          f"at min_score {min_score:.2f} each hold one), so '{target.phrase} {target.relation} "
+                          f"{anchor.phrase}' cannot be chosen")
         return best, (f"the anchor {anchor.phrase!r} was not found (best {_below(top, min_score)}), so "
                       f"'{target.phrase} {target.relation} {anchor.phrase}' cannot be chosen")
     a = anchors[0]
+    # A target region holding the anchor is the target and the anchor together, not the target: the target regions
+    # inside it are the candidates (the bottle, not the bottle and the book it stands beside).
+    around = set(regions.containers(a))
+    if around & set(plausible):
+        plausible = candidates(around)
     scored = []
     for i in plausible:
         if a in regions.containers(i, among=[a]) or i in regions.containers(a, among=[i]):
