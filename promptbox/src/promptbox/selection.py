@@ -10,7 +10,7 @@ scenery phrases. Raw cosine is compared only between nested regions of one objec
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,7 +145,7 @@ def select(
             notes.append(f"relation {target.relation!r} {target.anchor!r} was not applied (not resolved in the image "
                          f"plane; resolved: {', '.join(relations.RESOLVED)})")
         elif plausible:
-            def candidates(set_aside: set[int]) -> list[int]:
+            def candidates(set_aside: Collection[int]) -> list[int]:
                 return _plausible(regions, boxes, conf, min_score, top1, is_group, set_aside)
 
             chosen, miss = _by_relation(target, anchor, plausible, candidates, regions, boxes, conf, min_score)
@@ -295,7 +295,7 @@ def _inside(regions: Regions, owner: int, n: int) -> list[int]:
 
 def _plausible(
     regions: Regions, boxes: np.ndarray, conf: np.ndarray, min_score: float, top1: np.ndarray,
-    is_group: Callable[[int, int], bool] | None = None, set_aside: set[int] = frozenset(),
+    is_group: Callable[[int, int], bool] | None = None, set_aside: Collection[int] = (),
 ) -> list[int]:
     """Regions that are the target (its top-1 label, at min_score), one per object: near-duplicate boxes keep the
     more confident, and a region contained in another plausible one is a part of that object, unless `is_group`
@@ -337,7 +337,7 @@ def _by_relation(
     target: Target,
     anchor: PhraseScores,
     plausible: list[int],
-    candidates: Callable[[set[int]], list[int]],
+    candidates: Callable[[Collection[int]], list[int]],
     regions: Regions,
     boxes: np.ndarray,
     conf: np.ndarray,
@@ -354,9 +354,9 @@ def _by_relation(
     if not anchors:
         top = float(anchor.confidence[order[0]])
         if confident:
-            return best, (f"the anchor {anchor.phrase!r} was not found apart from a {target.phrase!r} (its regions "
-                          f"at min_score {min_score:.2f} each hold one), so '{target.phrase} {target.relation} "
-                          f"{anchor.phrase}' cannot be chosen")
+            return best, (f"the anchor {anchor.phrase!r} was not found apart from a {target.phrase!r} (every region "
+                          f"that reads as {anchor.phrase!r} at min_score {min_score:.2f} or more holds one), so "
+                          f"'{target.phrase} {target.relation} {anchor.phrase}' cannot be chosen")
         return best, (f"the anchor {anchor.phrase!r} was not found (best {_below(top, min_score)}), so "
                       f"'{target.phrase} {target.relation} {anchor.phrase}' cannot be chosen")
     a = anchors[0]
