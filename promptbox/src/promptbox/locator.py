@@ -330,8 +330,8 @@ class Locator:
         vector, names = self._competing(phrase)
         labels = torch.cat([vector[None], self._name_vectors[names], self._background]).to(region)
         share = torch.softmax(self.matcher.logit_scale * (region @ labels.T)[0].float(), dim=0)
-        top = int(share.argmax())
-        return 1 <= top <= len(names) and float(share[top]) >= threshold
+        label = int(share.argmax())  # 0 the phrase, then its competing names, then scenery
+        return 1 <= label <= len(names) and float(share[label]) >= threshold
 
     def _competing(self, phrase: str) -> tuple[torch.Tensor, list[int]]:
         """The phrase's text vector and the indices of the vocabulary names that compete with it."""
