@@ -54,6 +54,9 @@ RUNS = {"sam": ("exact", "fast"), "oracle": ("exact", "fast")}  # masks source -
 # Relations and spatial words choose among objects, not groups (selection._by_relation, _plausible; 2026-11-24):
 # oracle exact / fast all 0.71 / 0.69, relation 0.60 / 0.60 (0.20), spatial 0.50 / 0.50 (0.33), wrong objects
 # 0.03 / 0.04 (0.07 / 0.08), every other oracle cell as above; sam unchanged (its relation misses are other masks).
+# A colour phrase is the thing's share times the colour's (attributes.py, 2026-11-24): oracle exact / fast all
+# 0.72 / 0.70, absent 0.92 / 0.92, attribute 0.73 / 0.73, false boxes on absent 0.08 / 0.08 (0.12); sam fast all
+# 0.63, attribute 0.77, every other cell as above; 60 of 100 queries fell back (58). Ceilings lowered to pin it.
 # Floors sit about one query-in-ten below (the world is deterministic; the margin absorbs float drift, not luck).
 # A tag of one or two hits (sam relation) gets no floor: a CPU/GPU float difference can flip it.
 FLOORS: dict[tuple[str, str, str], dict[str, float]] = {
@@ -95,8 +98,8 @@ FLOORS: dict[tuple[str, str, str], dict[str, float]] = {
 CEILINGS: dict[tuple[str, str, str], dict[str, float]] = {
     ("sam", "exact", "all"): {"false_box_rate": 0.13, "wrong_object_rate": 0.12},
     ("sam", "fast", "all"): {"false_box_rate": 0.13, "wrong_object_rate": 0.12},
-    ("oracle", "exact", "all"): {"false_box_rate": 0.21, "wrong_object_rate": 0.13},
-    ("oracle", "fast", "all"): {"false_box_rate": 0.21, "wrong_object_rate": 0.15},
+    ("oracle", "exact", "all"): {"false_box_rate": 0.13, "wrong_object_rate": 0.13},
+    ("oracle", "fast", "all"): {"false_box_rate": 0.13, "wrong_object_rate": 0.15},
 }
 
 

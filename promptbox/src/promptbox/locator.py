@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from promptbox import part_prompts, provenance, relations, vocabulary, weights
+from promptbox import attributes, part_prompts, provenance, relations, vocabulary, weights
 from promptbox.command import Target, parse
 from promptbox.config import LocatorConfig
 from promptbox.detection import Detection, NotFound
@@ -339,21 +339,34 @@ class Locator:
         return vector, vocabulary.competitors(phrase, vector.cpu().numpy(), self._names, self._name_vectors_np)
 
     def _score(self, regions: torch.Tensor, phrase: str, negatives: tuple[str, ...] = ()) -> PhraseScores:
+        """`phrase` scored on every region. A colour phrase ("green mug") is the thing ("mug") against its competitors
+        times the colour against the thing's other colours ("white mug"; attributes.py says why)."""
+        colour = attributes.colour_phrase(phrase)
+        if colour is None:
+            return self._score_names(regions, phrase, negatives)
+        colour_rivals, thing_rivals = attributes.split_negatives(colour, negatives)
+        thing = self._score_names(regions, colour.thing, thing_rivals)
+        rivals = tuple(dict.fromkeys([*colour.variants, *colour_rivals]))
+        texts = self.matcher.encode_texts([phrase, *rivals]).to(regions)
+        similarity = (regions @ texts.T).float().cpu().numpy()
+        return attributes.with_colour(thing, colour, similarity[:, 0], similarity[:, 1:], rivals,
+                                      self.matcher.logit_scale)
+
+    def _score_names(self, regions: torch.Tensor, phrase: str, negatives: tuple[str, ...] = ()) -> PhraseScores:
         """`phrase` scored on every region against its competitors: other object names (not its own head noun or
-        near-synonyms), its other colours ("blue mug" for "red mug"), the command's excluded objects, scenery."""
+        near-synonyms), the command's excluded objects, scenery."""
         vector, names = self._competing(phrase)
-        variants = vocabulary.colour_variants(phrase) + list(negatives)
         rivals = [self._name_vectors[names], self._background]
-        if variants:
-            rivals.append(self.matcher.encode_texts(variants))
+        if negatives:
+            rivals.append(self.matcher.encode_texts(list(negatives)))
         rivals_t = torch.cat([r.to(regions) for r in rivals])
         similarity = (regions @ vector.to(regions)).float().cpu().numpy()
         rival_sim = (regions @ rivals_t.T).float().cpu().numpy()
         # The model's own temperature: the one its contrastive training calibrated its logits with.
         confidence = calibrate(similarity, rival_sim, logit_scale=self.matcher.logit_scale)
         top1 = similarity >= rival_sim.max(axis=1) if rival_sim.size else np.ones_like(similarity, bool)
-        # What each region reads as, for a not-found answer's reason ("it reads as 'white mug'").
-        rival_names = [*(self._names[i] for i in names), *BACKGROUND_PHRASES, *variants]
+        # What each region reads as, for a not-found answer's reason ("it reads as 'apple'").
+        rival_names = [*(self._names[i] for i in names), *BACKGROUND_PHRASES, *negatives]
         rival = tuple(rival_names[j] for j in rival_sim.argmax(axis=1)) if rival_sim.size else ()
         return PhraseScores(phrase, similarity, confidence, top1, rival)
 

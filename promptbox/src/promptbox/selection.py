@@ -4,7 +4,8 @@ and NotFound when nothing is confident enough.
 
 Pure numpy, so it is tested with hand-drawn masks and known scores. One score ranks and gates: the calibrated
 confidence (calibrate()), the target phrase's share of a softmax over the phrase, competing object names and
-scenery phrases. Raw cosine is compared only between nested regions of one object (the part margin).
+scenery phrases (for a colour phrase, that share for the thing times the colour's share: attributes.py). Raw
+cosine is compared only between nested regions of one object (the part margin).
 """
 
 from __future__ import annotations
