@@ -29,6 +29,9 @@ def test_a_colour_phrase_splits_into_its_colour_and_the_thing() -> None:
     assert big is not None and big.thing == "big plastic mug"
     assert attributes.colour_phrase("mug") is None
     assert attributes.colour_phrase("red") is None  # nothing but a colour: no thing to ask about
+    both = attributes.colour_phrase("black and white mug")
+    assert both is not None and (both.colour, both.thing) == ("black and white", "mug")
+    assert attributes.colour_phrase("salt and pepper shaker") is None  # "and" alone is no colour
 
 
 def test_a_ruled_out_colour_of_the_same_thing_competes_in_the_colour_question() -> None:
@@ -92,3 +95,15 @@ def test_an_absent_colour_is_not_boxed_where_the_thing_and_the_colour_each_barel
     # among the scissors' colours; the product of the two shares stays below min_score.
     split = locator._score(regions, "orange scissors")
     assert (split.confidence[passing] < locator.config.min_score).all()
+
+
+def test_a_colour_with_no_class_stays_one_question(locator: Locator) -> None:
+    # "the red one" parses to "red object": asked "object" against the names, every region would be refused.
+    scene = generate_scene(VAL_SEED, 0, (640, 480), split="val")
+    proposals = locator._exact_proposals(locator.prepare(scene.image))
+    regions = locator.matcher.encode_regions(scene.image, proposals.boxes_xyxy, proposals.masks)
+    one = locator._score_names(regions, "red object", tuple(vocabulary.colour_variants("red object")))
+    assert np.array_equal(locator._score(regions, "red object").confidence, one.confidence)
+    split = locator._score(regions, "red mug")
+    assert not np.array_equal(split.confidence, locator._score_names(
+        regions, "red mug", tuple(vocabulary.colour_variants("red mug"))).confidence)

@@ -29,15 +29,23 @@ class ColourPhrase:
     variants: tuple[str, ...]
 
 
+# The noun the parser gives "the red one" and "the thing on the left": no class to ask about, so such a phrase stays
+# one question (Locator._score).
+GENERIC_THING = "object"
+
+
 def colour_phrase(phrase: str) -> ColourPhrase | None:
-    """The phrase split at its first colour word, or None when it names no colour or nothing but one ("red")."""
+    """The phrase split into its colour words and the rest ("black and white mug": "black and white", "mug"), or
+    None when it names no colour or nothing but colours ("red"). The variants replace the first colour."""
     words = phrase.lower().split()
-    spots = [i for i, w in enumerate(words) if w in vocabulary.COLOUR_WORDS]
-    if not spots or len(words) == 1:
+    colours = {i for i, w in enumerate(words) if w in vocabulary.COLOUR_WORDS}
+    # "and" between two colours belongs to the colour ("black and white"), not to the thing.
+    colours |= {i for i, w in enumerate(words) if w == "and" and {i - 1, i + 1} <= colours}
+    thing = [w for i, w in enumerate(words) if i not in colours]
+    if not colours or not thing:
         return None
-    i = spots[0]
-    return ColourPhrase(phrase, words[i], " ".join(words[:i] + words[i + 1:]),
-                        tuple(vocabulary.colour_variants(phrase)))
+    colour = " ".join(w for i, w in enumerate(words) if i in colours)
+    return ColourPhrase(phrase, colour, " ".join(thing), tuple(vocabulary.colour_variants(phrase)))
 
 
 def split_negatives(colour: ColourPhrase, negatives: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:

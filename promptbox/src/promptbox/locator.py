@@ -342,8 +342,10 @@ class Locator:
         """`phrase` scored on every region. A colour phrase ("green mug") is the thing ("mug") against its competitors
         times the colour against the thing's other colours ("white mug"; attributes.py says why)."""
         colour = attributes.colour_phrase(phrase)
-        if colour is None:
-            return self._score_names(regions, phrase, negatives)
+        if colour is None or colour.thing == attributes.GENERIC_THING:
+            # No colour, nothing but one ("red"), or no class ("the red one" is "red object": "object" against the
+            # names would refuse everything): one question, the phrase against names, its other colours, scenery.
+            return self._score_names(regions, phrase, (*vocabulary.colour_variants(phrase), *negatives))
         colour_rivals, thing_rivals = attributes.split_negatives(colour, negatives)
         thing = self._score_names(regions, colour.thing, thing_rivals)
         rivals = tuple(dict.fromkeys([*colour.variants, *colour_rivals]))
@@ -354,9 +356,9 @@ class Locator:
 
     def _score_names(self, regions: torch.Tensor, phrase: str, negatives: tuple[str, ...] = ()) -> PhraseScores:
         """`phrase` scored on every region against its competitors: other object names (not its own head noun or
-        near-synonyms), the command's excluded objects, scenery."""
-        vector, names = self._competing(phrase)
-        rivals = [self._name_vectors[names], self._background]
+        near-synonyms), `negatives` (excluded objects, other colours), scenery."""
+        vector, competing = self._competing(phrase)
+        rivals = [self._name_vectors[competing], self._background]
         if negatives:
             rivals.append(self.matcher.encode_texts(list(negatives)))
         rivals_t = torch.cat([r.to(regions) for r in rivals])
@@ -366,7 +368,7 @@ class Locator:
         confidence = calibrate(similarity, rival_sim, logit_scale=self.matcher.logit_scale)
         top1 = similarity >= rival_sim.max(axis=1) if rival_sim.size else np.ones_like(similarity, bool)
         # What each region reads as, for a not-found answer's reason ("it reads as 'apple'").
-        rival_names = [*(self._names[i] for i in names), *BACKGROUND_PHRASES, *negatives]
+        rival_names = [*(self._names[i] for i in competing), *BACKGROUND_PHRASES, *negatives]
         rival = tuple(rival_names[j] for j in rival_sim.argmax(axis=1)) if rival_sim.size else ()
         return PhraseScores(phrase, similarity, confidence, top1, rival)
 
