@@ -224,7 +224,9 @@ def mode(rig):
 
 
 def _published(inbox: Inbox, header: Header, what: str) -> list:
-    return until(lambda: [m for m in inbox.snapshot() if m.header == header], 5, f"{what} published")
+    # The node publishes before it returns the result, so this only waits for delivery. 15 s, not 5: a fresh-clone
+    # CI once took 8.2 s for a goal that takes 0.1 s here, and the deletion had not arrived 5 s after the result.
+    return until(lambda: [m for m in inbox.snapshot() if m.header == header], 15, f"{what} published")
 
 
 def _check_pose(rig, obj, result) -> np.ndarray:
