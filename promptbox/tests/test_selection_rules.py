@@ -172,6 +172,21 @@ def test_no_candidate_in_the_relation_is_not_found_saying_so() -> None:
     assert result.reason == "no 'pen' is under the 'book'"
 
 
+def test_a_pen_farther_from_the_book_than_its_own_length_is_not_next_to_it() -> None:
+    # Only the far pen is proposed (the one meant was missed): the nearest of those seen is no answer. World
+    # MobileSAM, val scene 6: "the scissors next to the book" boxed the other scissors, 139 px from the book.
+    masks, boxes = scene(PEN_FAR, BOOK)
+    conf = np.array([0.95, 0.1])
+    result = select(masks, boxes, conf * 0.3, conf, Target("pen", relation="next to", anchor="book"), min_score=0.5,
+                    anchor=scores("book", [0.1, 0.9]))
+    assert isinstance(result, NotFound) and result.reason == "no 'pen' is next to the 'book'"
+    pen, book = np.array(PEN_FAR, float), np.array(BOOK, float)
+    assert relations.gap(pen, book) == 45.0 > 35.0  # the pen's length: no pen fits between them
+    assert relations.fit("near", pen, book) is None
+    assert relations.fit("next to", np.array(PEN_NEAR, float), book) == 2.0
+    assert relations.fit("far from", pen, book) == -45.0  # "far from" has no bound
+
+
 def test_an_anchor_that_is_not_found_makes_the_answer_not_found_naming_it() -> None:
     result = _pens("next to", [0.1, 0.1, 0.3])
     assert isinstance(result, NotFound)

@@ -2,7 +2,9 @@
 
 "the pen next to the book": the anchor (the book) is located like any target; then each candidate for the target
 is judged by where its box lies relative to the anchor's box. Meanings, for a camera looking down at a table:
-- next to / near: the smallest gap between the two boxes (0 when they touch or overlap), any side;
+- next to / near: the smallest gap between the two boxes (0 when they touch or overlap), any side, and at most the
+  length of the smaller object (its box's longer side): no object of its size fits between them. A pair farther
+  apart is not "next to", however near it is of those seen (the one meant may not have been proposed);
 - far from: the largest gap;
 - left of / right of: the candidate's centre is left (right) of the anchor's centre, nearest such first;
 - above / below (under): the candidate's centre is higher (lower) in the image, nearest such first;
@@ -47,7 +49,8 @@ def fit(relation: str, candidate: np.ndarray, anchor: np.ndarray) -> float | Non
     ax, ay = _centre(anchor)
     distance = gap(candidate, anchor)
     if relation in ("next to", "near"):
-        return distance
+        smaller = min((candidate, anchor), key=lambda b: float((b[2] - b[0]) * (b[3] - b[1])))
+        return distance if distance <= float(max(smaller[2] - smaller[0], smaller[3] - smaller[1])) else None
     if relation == "far from":
         return -distance
     if relation in ("on", "in"):
