@@ -145,10 +145,12 @@ def test_a_frame_leaving_the_cache_is_freed_at_once_and_decodes_afresh_if_used_a
     assert isinstance(again, Detection) and again.box_xyxy == first.box_xyxy
 
 
-@pytest.mark.parametrize("command", ["pick the mug on the left", "pick the mug next to the apple"])
+@pytest.mark.parametrize("command", ["pick the mug on the left", "pick the mug next to the apple",
+                                     "pick the handle of the mug"])
 def test_a_command_that_compares_instances_gets_every_stage(locator, scene, command):
-    """"The mug on the left" ranks every mug: fast mode's prompts or a stage that holds only some could pick the
-    wrong one. So fast mode matches exact mode's masks once, with no prompts of its own and no fallback."""
+    """"The mug on the left" ranks every mug, "the handle of the mug" the regions inside the mug: fast mode's prompts
+    or a stage that holds only some could pick the wrong one. So fast mode matches exact mode's masks once, with no
+    prompts of its own and no fallback."""
     frame = locator.prepare(scene.image)
     frame.exact_proposals.clear()
     locator.locate(scene.image, COMMAND, frame=frame)
@@ -158,12 +160,12 @@ def test_a_command_that_compares_instances_gets_every_stage(locator, scene, comm
     frame.exact_proposals.clear()
     names: list[str] = []
     calls = []
-    original = locator.proposer.propose_points
-    locator.proposer.propose_points = lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs)
+    original = locator.matcher.similarity_map  # fast mode's prompts come from its map
+    locator.matcher.similarity_map = lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs)
     try:
         result = locator.locate(scene.image, command, frame=frame, on_stage=lambda name, progress: names.append(name))
     finally:
-        del locator.proposer.propose_points
+        del locator.matcher.similarity_map
     (stages,) = frame.exact_proposals.values()
     assert stages.complete and names.count("matching") == 1  # matched once, on exact mode's masks
     assert not calls and not [n for n in names if n.startswith("fallback")]

@@ -422,9 +422,12 @@ class Locator:
 
 def _compares(target: Target) -> bool:
     """A qualifier or a relation compares the target's instances ("the bottle on the left", "the cup next to the
-    laptop"): fast mode's few prompts, or an early grid stage, may hold only some of them and so answer with the
-    wrong one. Such a command gets exact mode's complete mask set in either mode."""
-    return target.spatial is not None or target.relation is not None
+    laptop"), and a part request compares the regions inside its whole ("the cap of the marker"): fast mode's few
+    prompts, or an early grid stage, may hold only some of them (one of two bottles; the marker's neighbours with
+    it, or no marker at all) and so answer with the wrong one. Such a command gets exact mode's complete mask set in
+    either mode."""
+    return (target.spatial is not None or target.relation is not None
+            or vocabulary.part_request(target.phrase) is not None)
 
 
 def _release(frame: FrameEmbedding) -> None:
