@@ -2,11 +2,14 @@
 colour ("green mug", against the mug's other colours)?
 
 Asked as one question ("green mug" against every object name and every other colour at once), the phrase's own text
-embedding decides the class too. A CLIP that never saw a green mug puts "green mug" among the green things it did
-see (an apple, a ball), so a green mug reads as "apple" and is refused, while "green mug" against "white mug" still
-reads the colour right (the world CLIP: 8 of 9 unseen pairs on exact masks). Split, each competitor is asked only
-what it can answer: names judge the class with the class phrase, colours judge the colour with the full phrase.
-The confidence is the product of the two shares: the probability that the region is the thing and has the colour.
+embedding judged the class too, and one pooled share let two doubts pass as one: on the world, a whole frame of
+table and objects read "orange scissors" at 0.58 in a scene without them, though asked only "scissors" it reads so at
+0.52 and asked its colour among the scissors' colours at 0.86 (0.45 together). Split, names judge the class with
+the class phrase, and colours judge the colour with the full phrase. The confidence is the product of the two
+shares, the probability that the region is the thing and has the colour; it is never above the one-question share
+when both questions have rivals, so it refuses more (the README quotes what that cost on the world). It does not
+rescue a pair the CLIP never saw when its image tower reads the object as another class: the world CLIP takes a
+green mug for an apple even when asked only "mug".
 """
 
 from __future__ import annotations
