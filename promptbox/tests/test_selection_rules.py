@@ -316,6 +316,17 @@ def test_a_part_is_as_found_as_its_whole_and_needs_a_region_inside_it() -> None:
     assert "no region inside a 'marker' was proposed for 'cap of marker'" in alone.reason
 
 
+def test_a_found_whole_with_nothing_proposed_inside_is_named_as_found() -> None:
+    # World MobileSAM proposes the mug (0.995) but no region inside it, while a group elsewhere holds a region: the
+    # answer said "the 'mug' that 'handle of mug' belongs to was not found (best 0.00)", naming the group's score.
+    mug, group, inner = (10, 10, 40, 40), (60, 10, 150, 90), (70, 20, 90, 40)
+    masks, boxes = scene(mug, group, inner)
+    result = select(masks, boxes, np.array([0.2, 0.2, 0.2]), np.array([0.1, 0.0, 0.2]), Target("handle of mug"),
+                    min_score=0.5, whole=scores("mug", [0.995, 0.0, 0.0]))
+    assert isinstance(result, NotFound) and result.best is not None and result.best.box_xyxy == box(mug)
+    assert result.reason == "the 'mug' was found (0.99) but no region inside it was proposed for 'handle of mug'"
+
+
 def test_a_part_named_confidently_by_itself_needs_no_confident_whole() -> None:
     # The CLIP misnames the whole marker (0.2), but the region inside it is confidently "cap of marker" against the
     # object names ("marker" among them): the cap is found, on its own evidence, and the answer says so.

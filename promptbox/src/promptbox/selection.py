@@ -280,6 +280,9 @@ def _part_of_whole(
     parts = [int(i) for i in np.argsort(-conf, kind="stable") if regions.containers(i)]  # inside another region
     if parts and conf[parts[0]] >= min_score:
         return parts[0], None, None, None
+    if whole.confidence[best] >= min_score and best != owner:  # the whole is there, nothing was proposed inside
+        return best, (f"the {whole.phrase!r} was found ({float(whole.confidence[best]):.2f}) but no region inside "
+                      f"it was proposed for {target.phrase!r}"), None, None
     if owner is None:
         return (int(np.argmax(conf)), f"no region inside a {whole.phrase!r} was proposed for {target.phrase!r}",
                 None, None)
