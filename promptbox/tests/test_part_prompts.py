@@ -93,7 +93,8 @@ def test_a_part_the_grid_missed_is_found_from_points_on_its_whole(world_locator,
     # The case under test: without the points on the spoon, no region inside it was proposed.
     monkeypatch.setattr(Locator, "_part_candidates", lambda *args, **kwargs: None)
     without = world_locator.locate(image, query.command)
-    assert isinstance(without, NotFound) and "no region inside a 'spoon' was proposed" in without.reason
+    assert isinstance(without, NotFound) and "the 'spoon' was found" in without.reason
+    assert "but no region inside it was proposed for 'handle of spoon'" in without.reason
 
 
 def test_no_points_for_a_body_or_an_unnamed_whole(world_locator, world_scenes, monkeypatch):
