@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from promptbox import bench
@@ -35,6 +38,17 @@ def test_each_mode_runs_in_its_own_process(tiny):
     rss = {mode["peak_rss_mb"] for mode in report["modes"].values()}
     assert len(rss) > 1  # four processes don't peak at the same KiB; one process read four times would
 
+
+
+def test_a_workers_peak_memory_is_its_own_not_its_parents():
+    """A worker started from a process holding much more (a test session with models loaded) reports its own
+    peak. `ru_maxrss` would report the parent's: Linux keeps it across exec, and CI read 1282 MB for all four modes."""
+    ballast = np.ones(1536 * 2**20, np.uint8)  # touched pages: the parent's resident set grows by 1.5 GiB
+    code = "from promptbox.bench.worker import peak_rss_mb; print(peak_rss_mb())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    child_mb = float(out.stdout.strip())
+    assert int(ballast[-1]) == 1
+    assert 20 < child_mb < 1200, child_mb  # an interpreter with numpy and torch, far below the parent's 1.5 GiB
 
 def test_mask_counts_are_what_the_proposer_produced(tiny):
     """Exact mode's and the seed's counts against MobileSAM run here, in this process, on the same frame."""

@@ -96,7 +96,7 @@ def run_job(job: dict) -> dict:
             np.savez_compressed(agreement_dir / f"{job['key']}_{index}.npz", packed=packed,
                                 shape=np.array(masks.shape))
     # Read before the decoder comparison, which builds upstream's predictor: the peak is the mode's alone.
-    peak_rss_mb = _peak_rss_mb()
+    peak_mb = peak_rss_mb()
     cuda_peak_mb = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
     decoder = None
     if job["decoder_prompts"] > 0 and image is not None:
@@ -106,7 +106,7 @@ def run_job(job: dict) -> dict:
         "mode": mode,
         "matching": getattr(locator.config, "matching", None),
         "pid": os.getpid(),
-        "peak_rss_mb": round(peak_rss_mb, 1),
+        "peak_rss_mb": round(peak_mb, 1),
         "cuda_peak_mb": None if cuda_peak_mb is None else round(cuda_peak_mb, 1),
         "load_seconds": round(locator.load_seconds, 3),
         "random_weights": locator.random_weights,
@@ -130,7 +130,18 @@ def load_masks(path: Path) -> np.ndarray:
         return np.unpackbits(data["packed"], axis=-1, count=shape[-1]).astype(bool).reshape(shape)
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory.
+
+    On Linux `ru_maxrss` keeps the high-water mark of the address space that exec replaced, so a worker started
+    from a larger process (a test session holding models) would report its parent's peak. `VmHWM` belongs to the
+    worker's own address space.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
