@@ -84,6 +84,17 @@ def test_an_attribute_phrase_competes_with_its_other_colours() -> None:
     assert vocabulary.head_noun("cap of marker") == "cap" and vocabulary.head_noun("red mug") == "mug"
 
 
+def test_a_colour_of_several_words_is_replaced_whole() -> None:
+    """"black and white mug" competes with "red mug", ..., not with "white and white mug" (its first word replaced)
+    nor with its own colours alone."""
+    variants = vocabulary.colour_variants("black and white mug")
+    assert "red mug" in variants and "grey mug" in variants
+    assert not any(v.startswith(("white and", "black and")) or v in ("black mug", "white mug") for v in variants)
+    assert len(variants) == len(vocabulary.COLOUR_WORDS) - 3  # neither black, white nor "gray", the spelling of grey
+    # A colour elsewhere in the phrase is not part of the first run, and stays.
+    assert "blue mug with white handle" in vocabulary.colour_variants("red mug with white handle")
+
+
 def test_the_vocabulary_is_a_few_hundred_distinct_object_names() -> None:
     assert 200 <= len(vocabulary.OBJECT_NAMES) == len(set(vocabulary.OBJECT_NAMES))
     assert {"scissors", "screwdriver", "mug", "laptop"} <= set(vocabulary.OBJECT_NAMES)

@@ -39,7 +39,7 @@ GENERIC_THING = "object"
 
 def colour_phrase(phrase: str) -> ColourPhrase | None:
     """The phrase split into its colour words and the rest ("black and white mug": "black and white", "mug"), or
-    None when it names no colour or nothing but colours ("red"). The variants replace the first colour."""
+    None when it names no colour or nothing but colours ("red"). The variants replace the first run of colours."""
     words = phrase.lower().split()
     colours = {i for i, w in enumerate(words) if w in vocabulary.COLOUR_WORDS}
     # "and" between two colours belongs to the colour ("black and white"), not to the thing.

@@ -57,15 +57,32 @@ def head_noun(phrase: str) -> str:
     return words[-1]
 
 
-def colour_variants(phrase: str) -> list[str]:
-    """The phrase with its colour word replaced by each other colour ("red mug" -> "blue mug", ...)."""
-    words = phrase.lower().split()
+def colour_span(words: Sequence[str]) -> range:
+    """The first run of colour words in `words`, "and" between two colours included ("black and white mug" ->
+    words 0-2); empty when there is no colour word."""
     spots = [i for i, w in enumerate(words) if w in COLOUR_WORDS]
     if not spots:
+        return range(0)
+    end = spots[0] + 1
+    while end < len(words) and (words[end] in COLOUR_WORDS
+                                or (words[end] == "and" and end + 1 < len(words) and words[end + 1] in COLOUR_WORDS)):
+        end += 1
+    return range(spots[0], end)
+
+
+def colour_variants(phrase: str) -> list[str]:
+    """The phrase with its colour replaced by each other colour ("red mug" -> "blue mug", ...). A colour of several
+    words is replaced whole ("black and white mug" -> "red mug", not "white and white mug"), by the colours it does
+    not name."""
+    words = phrase.lower().split()
+    span = colour_span(words)
+    if not span:
         return []
-    i = spots[0]
-    same = {"grey", "gray"} if words[i] in ("grey", "gray") else {words[i]}
-    return [" ".join([*words[:i], c, *words[i + 1:]]) for c in COLOUR_WORDS if c not in same and c != "gray"]
+    named = {words[i] for i in span} - {"and"}
+    if named & {"grey", "gray"}:
+        named |= {"grey", "gray"}
+    return [" ".join([*words[:span.start], c, *words[span.stop:]]) for c in COLOUR_WORDS
+            if c not in named and c != "gray"]
 
 
 def competitors(
