@@ -271,7 +271,8 @@ class LocateNode(LifecycleNode):
         info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data,
                                         callback_group=group)
         self._depth_subs = [depth, info]
-        self._depth = DepthSync(float(self._values["depth.slop_s"]), depth.topic_name, info.topic_name)
+        self._depth = DepthSync(float(self._values["depth.slop_s"]), depth.topic_name, info.topic_name,
+                                float(self._values["depth.wait_s"]))
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_goals("the node is deactivating")

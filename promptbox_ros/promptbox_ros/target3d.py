@@ -10,6 +10,7 @@ that runs for seconds on a CPU still finds its depth after the camera has moved 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -89,23 +90,27 @@ class Held:
 class DepthSync:
     """The newest depth images and camera_infos (thread-safe), and the pair that matches a colour frame's stamp."""
 
-    def __init__(self, slop_s: float, depth_topic: str, info_topic: str) -> None:
+    def __init__(self, slop_s: float, depth_topic: str, info_topic: str, wait_s: float = 0.0) -> None:
         self.slop_s = slop_s
+        self.wait_s = wait_s
         self.depth_topic = depth_topic
         self.info_topic = info_topic
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._depths: deque[Image] = deque(maxlen=BUFFER)
         self._infos: deque[CameraInfo] = deque(maxlen=BUFFER)
         self.dropped = 0
         self.last_drop = ""
 
     def add_depth(self, msg: Image) -> None:
-        with self._lock:
+        with self._arrived:
             self._depths.append(msg)
+            self._arrived.notify_all()
 
     def add_info(self, msg: CameraInfo) -> None:
-        with self._lock:
+        with self._arrived:
             self._infos.append(msg)
+            self._arrived.notify_all()
 
     def drop(self, problem: str) -> None:
         self.dropped += 1
@@ -116,29 +121,51 @@ class DepthSync:
             return Held(seconds(header.stamp), tuple(self._depths), tuple(self._infos))
 
     def match(self, held: Held) -> tuple[Image, CameraInfo] | str:
-        """The depth frame and camera_info for the held colour frame, or why there is none."""
-        with self._lock:
-            depths = held.depths + tuple(self._depths)  # an overlap does not matter to the nearest
-            infos = held.infos + tuple(self._infos)
+        """The depth frame and camera_info for the held colour frame, or why there is none.
+
+        A depth image sent with the colour frame can reach the node after it (another topic, another callback, a
+        busy executor), so while none within slop has arrived and none stamped after that window either, it waits
+        up to `wait_s` for it; the same for the camera_info of the chosen depth image. A topic on which nothing has
+        arrived yet is absent, not late: no wait."""
+        deadline = time.monotonic() + self.wait_s
+        with self._arrived:
+            while True:
+                found, may_come = self._match(held)
+                remaining = deadline - time.monotonic()
+                if not isinstance(found, str) or not may_come or remaining <= 0:
+                    return found
+                self._arrived.wait(remaining)
+
+    def _match(self, held: Held) -> tuple[tuple[Image, CameraInfo] | str, bool]:
+        """(the pair or why there is none, whether a message still to come could give the pair); under the lock."""
+        depths = held.depths + tuple(self._depths)  # an overlap does not matter to the nearest
+        infos = held.infos + tuple(self._infos)
         slop = f"depth.slop_s={self.slop_s:g} s"
         if not depths:
             if self.dropped:
                 return (f"no usable depth image on {self.depth_topic}: {self.dropped} dropped as invalid, the last: "
-                        f"{self.last_drop}")
+                        f"{self.last_drop}"), False
+            # Not late but absent (no depth camera, a wrong remap): no goal waits for it.
             return (f"no depth image has arrived on {self.depth_topic} (sensor_msgs/Image, {ACCEPTED_DEPTH}, "
-                    "aligned to the colour frame); remap depth/image:=<aligned depth topic>")
+                    "aligned to the colour frame); remap depth/image:=<aligned depth topic>"), False
         depth, gap = _nearest(depths, held.stamp)
         if gap > self.slop_s:
             return (f"no depth image within {slop} of the colour frame (stamp {held.stamp:.3f}); the nearest on "
-                    f"{self.depth_topic} is {gap:.3f} s away")
+                    f"{self.depth_topic} is {gap:.3f} s away"), not _any_after(depths, held.stamp + self.slop_s)
         if not infos:
             return (f"no camera_info has arrived on {self.info_topic} (sensor_msgs/CameraInfo of the aligned depth); "
-                    "remap camera_info:=<its topic>")
-        info, gap = _nearest(infos, seconds(depth.header.stamp))
+                    "remap camera_info:=<its topic>"), False
+        depth_stamp = seconds(depth.header.stamp)
+        info, gap = _nearest(infos, depth_stamp)
         if gap > self.slop_s:
-            return (f"no camera_info within {slop} of the depth image (stamp {seconds(depth.header.stamp):.3f}); "
-                    f"the nearest on {self.info_topic} is {gap:.3f} s away")
-        return depth, info
+            return (f"no camera_info within {slop} of the depth image (stamp {depth_stamp:.3f}); the nearest on "
+                    f"{self.info_topic} is {gap:.3f} s away"), not _any_after(infos, depth_stamp + self.slop_s)
+        return (depth, info), False
+
+
+def _any_after(messages: tuple, stamp: float) -> bool:
+    """Whether a message stamped after `stamp` has arrived: the camera has moved past that time."""
+    return any(seconds(m.header.stamp) > stamp for m in messages)
 
 
 def _nearest(messages: tuple, stamp: float) -> tuple:
