@@ -4,6 +4,10 @@ queries (which ask one absent colour per scene), for judging a colour rule. Exac
 masks unless --sam-checkpoint is given. [SYNTHETIC-WORLD WEIGHTS]: says nothing of real frames.
 
     python tools/world/colour_probe.py --seed 4242 --scenes 30 [--sam-checkpoint weights/world/mobile_sam.pt]
+    python tools/world/colour_probe.py --seed 20261123 --scenes 12 --one
+
+--one asks "pick the C one" (a colour and no class) for every colour C instead: a colour that exactly one object
+has must be boxed on it, an absent one refused.
 
 To compare with another revision, run the same command with PYTHONPATH pointing at that revision's promptbox/src.
 """
@@ -32,11 +36,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=4242, help="world stream (not the gate's 20261123)")
     parser.add_argument("--scenes", type=int, default=30)
     parser.add_argument("--sam-checkpoint", help="world MobileSAM instead of the world's masks")
+    parser.add_argument("--one", action="store_true", help='"pick the C one" for every colour C')
     args = parser.parse_args()
     extra = {"sam_checkpoint": args.sam_checkpoint} if args.sam_checkpoint else {}
     config = LocatorConfig(clip_model=str(WEIGHTS / "world-clip"), mode="exact", **extra)
     oracle = None if args.sam_checkpoint else WorldMaskProposer(args.seed, args.scenes, SIZE, settings=config.amg)
     locator = Locator(config, proposer=oracle)
+    if args.one:
+        _colour_alone(locator, args.seed, args.scenes)
+        return
     counts = {"seen": [0, 0], "unseen": [0, 0], "absent": [0, 0], "wrong": [0, 0]}  # [hits, queries]
     for index in range(args.scenes):
         scene = generate_scene(args.seed, index, SIZE, split="val")
@@ -60,6 +68,29 @@ def main() -> None:
     print(f"present, unseen pairs, boxed right: {counts['unseen'][0]} of {counts['unseen'][1]}")
     print(f"present, boxed on something else:  {counts['wrong'][0]} of {counts['wrong'][1]}")
     print(f"absent colours, false boxes:       {counts['absent'][0]} of {counts['absent'][1]}")
+
+
+
+def _colour_alone(locator: Locator, seed: int, scenes: int) -> None:
+    colours = sorted({c for spec in CLASSES.values() for c in spec.colours})
+    unique, absent = [0, 0], [0, 0]  # [hits, queries]
+    for index in range(scenes):
+        scene = generate_scene(seed, index, SIZE, split="val")
+        for colour in colours:
+            truth = [np.add(o.box_xyxy, [0, 0, 1, 1]) for o in scene.objects if o.colour == colour]
+            if len(truth) > 1:
+                continue  # which of them is meant is not for the probe to say
+            result = locator.locate(scene.image, f"pick the {colour} one")
+            found = isinstance(result, Detection)
+            if truth:
+                unique[0] += found and box_iou(result.box_xyxy, truth[0]) >= 0.5
+                unique[1] += 1
+            else:
+                absent[0] += found
+                absent[1] += 1
+    print(locator.describe())
+    print(f"a colour one object has, boxed on it: {unique[0]} of {unique[1]}")
+    print(f"absent colours, false boxes:          {absent[0]} of {absent[1]}")
 
 
 if __name__ == "__main__":
