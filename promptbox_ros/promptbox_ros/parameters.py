@@ -87,7 +87,7 @@ PARAMETERS: dict[str, Spec] = {
     "depth.rectified": Spec(False, "the images are rectified: use camera_info's P; false: K and D (raw images)"),
     "depth.slop_s": Spec(0.05, "largest stamp difference for colour/depth and depth/camera_info pairs (seconds)",
                          0.0, 10.0),
-    "depth.wait_s": Spec(0.25, "how long a found answer waits for a depth image (camera_info) within depth.slop_s "
+    "depth.wait_s": Spec(0.5, "how long a found answer waits for a depth image (camera_info) within depth.slop_s "
                          "that has not arrived yet while none newer has either (seconds)", 0.0, 10.0),
     "depth.min_range_m": Spec(_DEPTH.min_range_m, "depth nearer than this is ignored (metres)", 0.0, 1000.0),
     "depth.max_range_m": Spec(_DEPTH.max_range_m, "depth farther than this is ignored (metres)", 0.0, 1000.0),

@@ -91,6 +91,21 @@ def test_no_wait_once_the_camera_has_moved_past_the_frame():
     assert time.monotonic() - started < 2.5
 
 
+def test_a_lost_depth_ends_the_wait_when_the_next_one_arrives():
+    """The frame's depth was lost: the next depth image (stamped after the frame's window) ends the wait, long
+    before wait_s."""
+    sync = _sync(wait_s=5.0)
+    held = sync.hold(_header(STAMP))
+    started = time.monotonic()
+    thread = _later(0.2, lambda: sync.add_depth(_depth(STAMP + 0.2)))  # the next frame of a 5 Hz camera
+    answer = sync.match(held)
+    waited = time.monotonic() - started
+    thread.join()
+    assert answer == ("no depth image within depth.slop_s=0.05 s of the colour frame (stamp 1006.000); the nearest "
+                      "on /cam/depth is 0.200 s away")
+    assert 0.15 < waited < 2.5
+
+
 def test_no_wait_on_a_topic_where_nothing_has_arrived():
     """No depth camera, or a wrong remap: every goal would pay the wait for a message that never comes."""
     sync = DepthSync(0.05, "/cam/depth", "/cam/info", 5.0)
