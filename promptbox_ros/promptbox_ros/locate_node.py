@@ -381,7 +381,7 @@ class LocateNode(LifecycleNode):
         try:
             check_depth(msg, "depth")
         except ImageError as error:
-            sync.drop(str(error))
+            sync.drop(str(error), msg.header)
             self._drop(sync.depth_topic, error, then="a goal on its colour frame has no pose")
             return
         sync.add_depth(msg)

@@ -101,6 +101,7 @@ class DepthSync:
         self._infos: deque[CameraInfo] = deque(maxlen=BUFFER)
         self.dropped = 0
         self.last_drop = ""
+        self._dropped_stamp = float("-inf")  # the latest stamp of a depth image dropped as invalid
 
     def add_depth(self, msg: Image) -> None:
         with self._arrived:
@@ -112,9 +113,15 @@ class DepthSync:
             self._infos.append(msg)
             self._arrived.notify_all()
 
-    def drop(self, problem: str) -> None:
-        self.dropped += 1
-        self.last_drop = problem
+    def drop(self, problem: str, header: Header | None = None) -> None:
+        """A depth image was invalid. Its stamp still says the camera has moved past that time, so a goal waiting
+        for an earlier one stops waiting."""
+        with self._arrived:
+            self.dropped += 1
+            self.last_drop = problem
+            if header is not None:
+                self._dropped_stamp = max(self._dropped_stamp, seconds(header.stamp))
+            self._arrived.notify_all()
 
     def hold(self, header: Header) -> Held:
         with self._lock:
@@ -151,7 +158,8 @@ class DepthSync:
         depth, gap = _nearest(depths, held.stamp)
         if gap > self.slop_s:
             return (f"no depth image within {slop} of the colour frame (stamp {held.stamp:.3f}); the nearest on "
-                    f"{self.depth_topic} is {gap:.3f} s away"), not _any_after(depths, held.stamp + self.slop_s)
+                    f"{self.depth_topic} is {gap:.3f} s away"), not (_any_after(depths, held.stamp + self.slop_s)
+                                                                    or self._dropped_stamp > held.stamp + self.slop_s)
         if not infos:
             return (f"no camera_info has arrived on {self.info_topic} (sensor_msgs/CameraInfo of the aligned depth); "
                     "remap camera_info:=<its topic>"), False

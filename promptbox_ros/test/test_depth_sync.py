@@ -106,6 +106,21 @@ def test_a_lost_depth_ends_the_wait_when_the_next_one_arrives():
     assert 0.15 < waited < 2.5
 
 
+def test_an_invalid_depth_image_stamped_later_ends_the_wait():
+    """A camera that sends unusable depth (mono8, say) has still moved past the frame: no goal waits for it."""
+    sync = _sync(wait_s=5.0)
+    held = sync.hold(_header(STAMP))
+    started = time.monotonic()
+    thread = _later(0.2, lambda: sync.drop("depth: encoding mono8 is not supported", _header(STAMP + 0.2)))
+    answer = sync.match(held)
+    waited = time.monotonic() - started
+    thread.join()
+    assert answer == ("no depth image within depth.slop_s=0.05 s of the colour frame (stamp 1006.000); the nearest "
+                      "on /cam/depth is 0.500 s away")
+    assert 0.15 < waited < 2.5
+    assert sync.dropped == 1 and sync.last_drop == "depth: encoding mono8 is not supported"
+
+
 def test_no_wait_on_a_topic_where_nothing_has_arrived():
     """No depth camera, or a wrong remap: every goal would pay the wait for a message that never comes."""
     sync = DepthSync(0.05, "/cam/depth", "/cam/info", 5.0)
