@@ -33,15 +33,23 @@ def _info(stamp: float) -> CameraInfo:
     return CameraInfo(header=_header(stamp), width=1, height=1)
 
 
-def _later(seconds: float, *calls) -> threading.Thread:
-    """The depth callback running `seconds` from now."""
-    def run() -> None:
+def _match_while(sync: DepthSync, seconds: float, *calls) -> tuple[object, float]:
+    """(sync.match's answer, seconds it took) for a goal that took the colour frame at STAMP just now, while the
+    depth callback runs `calls` `seconds` later."""
+    held = sync.hold(_header(STAMP))  # the goal takes its frame before the messages arrive
+
+    def callback() -> None:
         time.sleep(seconds)
         for call in calls:
             call()
-    thread = threading.Thread(target=run, daemon=True)
+
+    thread = threading.Thread(target=callback, daemon=True)
+    started = time.monotonic()
     thread.start()
-    return thread
+    answer = sync.match(held)
+    waited = time.monotonic() - started
+    thread.join()
+    return answer, waited
 
 
 def _sync(wait_s: float) -> DepthSync:
@@ -56,15 +64,10 @@ def test_a_late_depth_or_camera_info_of_the_frame_is_waited_for(late):
     sync = _sync(wait_s=5.0)
     if late == "camera_info":
         sync.add_depth(_depth(STAMP + 0.003))
-    held = sync.hold(_header(STAMP))  # the goal takes its frame before the message arrives
     calls = [lambda: sync.add_info(_info(STAMP + 0.003))]
     if late == "depth":
         calls.insert(0, lambda: sync.add_depth(_depth(STAMP + 0.003)))
-    started = time.monotonic()
-    thread = _later(0.3, *calls)
-    pair = sync.match(held)
-    waited = time.monotonic() - started
-    thread.join()
+    pair, waited = _match_while(sync, 0.3, *calls)
     assert not isinstance(pair, str), pair
     depth, info = pair
     assert depth.header.stamp.nanosec == info.header.stamp.nanosec == 3_000_000
@@ -73,10 +76,7 @@ def test_a_late_depth_or_camera_info_of_the_frame_is_waited_for(late):
 
 def test_without_a_wait_the_late_depth_is_missed_and_the_reason_says_so():
     sync = _sync(wait_s=0.0)
-    held = sync.hold(_header(STAMP))
-    thread = _later(0.2, lambda: sync.add_depth(_depth(STAMP + 0.003)))
-    answer = sync.match(held)
-    thread.join()
+    answer, _ = _match_while(sync, 0.2, lambda: sync.add_depth(_depth(STAMP + 0.003)))
     assert answer == ("no depth image within depth.slop_s=0.05 s of the colour frame (stamp 1006.000); the nearest "
                       "on /cam/depth is 0.500 s away")
 
@@ -95,12 +95,7 @@ def test_a_lost_depth_ends_the_wait_when_the_next_one_arrives():
     """The frame's depth was lost: the next depth image (stamped after the frame's window) ends the wait, long
     before wait_s."""
     sync = _sync(wait_s=5.0)
-    held = sync.hold(_header(STAMP))
-    started = time.monotonic()
-    thread = _later(0.2, lambda: sync.add_depth(_depth(STAMP + 0.2)))  # the next frame of a 5 Hz camera
-    answer = sync.match(held)
-    waited = time.monotonic() - started
-    thread.join()
+    answer, waited = _match_while(sync, 0.2, lambda: sync.add_depth(_depth(STAMP + 0.2)))  # a 5 Hz camera's next
     assert answer == ("no depth image within depth.slop_s=0.05 s of the colour frame (stamp 1006.000); the nearest "
                       "on /cam/depth is 0.200 s away")
     assert 0.15 < waited < 2.5
@@ -109,12 +104,8 @@ def test_a_lost_depth_ends_the_wait_when_the_next_one_arrives():
 def test_an_invalid_depth_image_stamped_later_ends_the_wait():
     """A camera that sends unusable depth (mono8, say) has still moved past the frame: no goal waits for it."""
     sync = _sync(wait_s=5.0)
-    held = sync.hold(_header(STAMP))
-    started = time.monotonic()
-    thread = _later(0.2, lambda: sync.drop("depth: encoding mono8 is not supported", _header(STAMP + 0.2)))
-    answer = sync.match(held)
-    waited = time.monotonic() - started
-    thread.join()
+    answer, waited = _match_while(sync, 0.2,
+                                  lambda: sync.drop("depth: encoding mono8 is not supported", _header(STAMP + 0.2)))
     assert answer == ("no depth image within depth.slop_s=0.05 s of the colour frame (stamp 1006.000); the nearest "
                       "on /cam/depth is 0.500 s away")
     assert 0.15 < waited < 2.5
