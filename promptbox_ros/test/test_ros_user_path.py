@@ -190,14 +190,18 @@ def test_send_goal_with_feedback_and_topic_echo(launched, graph):
     out = done.stdout
     assert "Goal accepted" in out
     printed = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.strip().startswith("stage:")]
-    # What the CLI printed is what it received. Its last feedback message can still be in flight when the result
-    # arrives and the CLI exits (seen once on this VM: every stage but "selecting"), and its first can be published
-    # before the CLI's feedback subscription has matched the node's publisher: `send_goal` waits for the action's
-    # services, not for that topic (seen once in a fresh-clone CI: every stage but "waiting_for_image"). The stages
-    # it did print come in order, none skipped between the first and the last, and the middle three are there.
+    # What the CLI printed is what it received, and it does not receive everything the node sent. Its first
+    # feedback message can be published before the CLI's feedback subscription has matched the node's publisher:
+    # `send_goal` waits for the action's services, not for that topic (seen once in a fresh-clone CI: every stage but
+    # "waiting_for_image"). At its end, rclpy's action client takes one feedback message per wake-up and the CLI
+    # stops at the wake-up that brings the result, so the quick last stages can still be queued behind it (seen on
+    # this VM: every stage but "selecting"; in a loaded fresh-clone CI: every stage but "matching" and "selecting").
+    # The node's full, ordered stage list is asserted over rclpy in test_ros_node.py. Here: the stages printed come
+    # in order, none skipped between the first and the last, and "embedding" is there (the image encoder runs
+    # after it, long enough for the CLI to take it before the result exists).
     first = STAGES.index(printed[0]) if printed and printed[0] in STAGES else -1
     assert first in (0, 1) and printed == STAGES[first:first + len(printed)], printed
-    assert set(STAGES[1:4]) <= set(printed), printed
+    assert "embedding" in printed, printed
     assert "Goal finished with status: SUCCEEDED" in out
     assert "found: true" in out and "target: scissors" in out
     assert "[RANDOM WEIGHTS]" in out and "s old" in out  # the age of the frame used
