@@ -14,7 +14,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from promptbox import stand_ins, weights  # noqa: E402
+from promptbox import stand_ins, weight_locations, weights  # noqa: E402
 from promptbox.matching import Matcher  # noqa: E402
 
 # The test machine has 2 cores; more threads than cores only adds contention. Fixed seed for reproducible tests.
@@ -27,7 +27,7 @@ TEST_CLIP = "tinyclip-61m"  # the default model, at its real dimensions
 @pytest.fixture(scope="session")
 def sam_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random vit_t mobile_sam.pt (torch.save'd state_dict, like the official file)."""
-    return stand_ins.write_random_sam_checkpoint(tmp_path_factory.mktemp("sam") / weights.SAM_FILENAME)
+    return stand_ins.write_random_sam_checkpoint(tmp_path_factory.mktemp("sam") / weight_locations.SAM_FILENAME)
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +66,7 @@ def no_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     empty = tmp_path / "weights"
     empty.mkdir()
-    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(empty))
+    monkeypatch.setenv(weight_locations.WEIGHTS_DIR_ENV, str(empty))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.delenv(weights.SAM_SHA256_ENV, raising=False)
     monkeypatch.delenv(weights.SAM_URL_ENV, raising=False)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from transformers import CLIPConfig, CLIPModel
 
-from promptbox import clip_tokenizer, provenance, stand_ins, weights
+from promptbox import clip_tokenizer, provenance, stand_ins, weight_locations, weights
 from promptbox.detection import Detection, NotFound, summary
 
 TINY_CLIP = CLIPConfig(
@@ -32,7 +32,7 @@ def _write(record: Path, kind: str, sha256: str) -> None:
 
 @pytest.fixture
 def world_sam(tmp_path: Path) -> Path:
-    path = stand_ins.write_random_sam_checkpoint(tmp_path / "sam" / weights.SAM_FILENAME, seed=3)
+    path = stand_ins.write_random_sam_checkpoint(tmp_path / "sam" / weight_locations.SAM_FILENAME, seed=3)
     _write(provenance.sam_provenance_path(path), provenance.SYNTHETIC_WORLD, _sha(path))
     return path
 

@@ -1,5 +1,6 @@
-"""weights.py: checkpoints in the upstream formats load through every resolution step; missing, corrupt or
-mismatched ones fail with a WeightsError that names the file and the fix; random stand-ins only when allowed."""
+"""weights.py and weight_locations.py: checkpoints in the upstream formats load through every resolution step;
+missing, corrupt or mismatched ones fail with a WeightsError that names the file and the fix; random stand-ins only
+when allowed."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import CLIPModel
 
-from promptbox import clip_tokenizer, downloads, stand_ins, weights
-from promptbox.weights import CLIP_DIMS, CLIP_MODELS, WeightsError
+from promptbox import clip_tokenizer, downloads, stand_ins, weight_locations, weights
+from promptbox.weight_locations import CLIP_MODELS
+from promptbox.weights import CLIP_DIMS, WeightsError
 
 FAKE_REVISION = "0123456789abcdef0123456789abcdef01234567"
 
@@ -65,8 +67,8 @@ def test_clip_names_resolve_to_their_hub_ids() -> None:
         "clip-b32": "openai/clip-vit-base-patch32",
     }
     for name, hf_id in CLIP_MODELS.items():
-        assert weights.resolve_clip_id(name) == hf_id
-        assert weights.resolve_clip_id(hf_id) == hf_id
+        assert weight_locations.resolve_clip_id(name) == hf_id
+        assert weight_locations.resolve_clip_id(hf_id) == hf_id
 
 
 def test_mobile_sam_vit_t_has_its_published_size(sam_model) -> None:
@@ -143,14 +145,14 @@ def test_sam_loads_from_the_weights_dir(no_weights: Path, sam_checkpoint: Path) 
     (no_weights / "mobile_sam.pt").symlink_to(sam_checkpoint)
     model, is_random = weights.load_sam(None, "cpu", False)
     assert not is_random
-    assert weights.find_sam()[0] == no_weights / "mobile_sam.pt"
+    assert weight_locations.find_sam()[0] == no_weights / "mobile_sam.pt"
 
 
 def test_sam_loads_from_the_hf_cache(no_weights: Path, sam_checkpoint: Path, tmp_path: Path) -> None:
-    snapshot = fake_hf_cache(tmp_path / "hf-cache", weights.SAM_HF_REPO)
+    snapshot = fake_hf_cache(tmp_path / "hf-cache", weight_locations.SAM_HF_REPO)
     snapshot.mkdir(parents=True)
     (snapshot / "mobile_sam.pt").symlink_to(sam_checkpoint)
-    path, looked = weights.find_sam()
+    path, looked = weight_locations.find_sam()
     assert path == snapshot / "mobile_sam.pt"
     assert str(no_weights / "mobile_sam.pt") in looked[0]
 
@@ -247,7 +249,7 @@ def test_clip_loads_from_an_explicit_directory(clip_bundle) -> None:
 def test_clip_is_found_in_the_weights_dir(no_weights: Path, clip_dir: Path, layout: str) -> None:
     link_tree(clip_dir, no_weights / layout)
     for name in ("tinyclip-61m", "wkcn/TinyCLIP-ViT-61M-32-Text-29M-LAION400M"):
-        assert weights.find_clip(name)[0] == no_weights / layout
+        assert weight_locations.find_clip(name)[0] == no_weights / layout
 
 
 def test_clip_loads_through_the_weights_dir(no_weights: Path, clip8_dir: Path) -> None:
@@ -260,7 +262,7 @@ def test_clip_loads_through_the_weights_dir(no_weights: Path, clip8_dir: Path) -
 def test_clip_is_found_in_the_hf_cache(no_weights: Path, clip_dir: Path, tmp_path: Path) -> None:
     snapshot = fake_hf_cache(tmp_path / "hf-cache", CLIP_MODELS["tinyclip-61m"])
     link_tree(clip_dir, snapshot)
-    assert weights.find_clip("tinyclip-61m")[0] == snapshot
+    assert weight_locations.find_clip("tinyclip-61m")[0] == snapshot
 
 
 def test_missing_clip_names_the_id_the_places_and_the_fix(no_weights: Path, forbid_network) -> None:
@@ -346,11 +348,11 @@ def test_check_reports_a_sha256_mismatch(no_weights: Path, sam_checkpoint: Path,
     assert not record.found and "does not match" in record.detail
 
 
-@pytest.mark.parametrize("flag", weights.OFFLINE_ENVS)
+@pytest.mark.parametrize("flag", weight_locations.OFFLINE_ENVS)
 def test_offline_flags_prevent_any_network_attempt(
     no_weights: Path, forbid_network, monkeypatch: pytest.MonkeyPatch, flag: str
 ) -> None:
-    for name in weights.OFFLINE_ENVS:
+    for name in weight_locations.OFFLINE_ENVS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(flag, "1")
     with pytest.raises(WeightsError, match=flag):
@@ -361,7 +363,7 @@ def test_offline_flags_prevent_any_network_attempt(
 
 def test_without_network_downloads_fail_fast_and_clearly(no_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Offline flags unset, but no host answers: the probe fails at once (no real connection is made here)."""
-    for name in weights.OFFLINE_ENVS:
+    for name in weight_locations.OFFLINE_ENVS:
         monkeypatch.delenv(name, raising=False)
 
     def unreachable(address, timeout=None, *args, **kwargs):

@@ -37,8 +37,8 @@ class AmgSettings:
 
 @dataclass(frozen=True)
 class LocatorConfig:
-    sam_checkpoint: str | None = None  # path to mobile_sam.pt; None: resolve (see weights.py)
-    clip_model: str = "tinyclip-61m"  # a name from weights.CLIP_MODELS, an HF id, or a local HF directory
+    sam_checkpoint: str | None = None  # path to mobile_sam.pt; None: resolve (see weight_locations.py)
+    clip_model: str = "tinyclip-61m"  # a name from weight_locations.CLIP_MODELS, an HF id, or a local HF directory
     device: str = "cpu"
     mode: str = "exact"  # exact: AMG's masks with less work; fast: text-guided prompts; upstream: the seed's AMG
     amg: AmgSettings = field(default_factory=AmgSettings)

@@ -13,23 +13,25 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from promptbox.errors import WeightsError
-from promptbox.weights import (
-    DEFAULT_SAM_URL,
-    OFFICIAL_SAM_SHA256,
+from promptbox.weight_locations import (
     SAM_FILENAME,
     SAM_NAME,
-    SAM_SHA256_ENV,
-    SAM_URL_ENV,
-    _check_sha256,
-    _clip_dir_problem,
-    _ClipTarget,
-    _hub_dirname,
-    _selection,
+    ClipTarget,
+    clip_dir_problem,
     find_clip,
     find_sam,
+    hub_dirname,
     offline_reason,
     resolve_clip_id,
     weights_dir,
+)
+from promptbox.weights import (
+    DEFAULT_SAM_URL,
+    OFFICIAL_SAM_SHA256,
+    SAM_SHA256_ENV,
+    SAM_URL_ENV,
+    _check_sha256,
+    _selection,
 )
 
 NETWORK_PROBE_TIMEOUT_S = 5.0  # offline machines must fail in seconds, not minutes
@@ -104,7 +106,7 @@ def download_clip(name_or_id: str, destination: str | os.PathLike | None = None)
     if reason:
         raise WeightsError(f"not downloading {name_or_id}: {reason} is set (unset it on a networked machine)")
     hf_id = resolve_clip_id(name_or_id)
-    destination = Path(destination) if destination else weights_dir() / _hub_dirname(hf_id)
+    destination = Path(destination) if destination else weights_dir() / hub_dirname(hf_id)
     from huggingface_hub import constants, snapshot_download
 
     _require_network(constants.ENDPOINT)
@@ -116,13 +118,13 @@ def download_clip(name_or_id: str, destination: str | os.PathLike | None = None)
         raise
     except Exception as error:
         raise WeightsError(f"download of {hf_id} failed: {type(error).__name__}: {error}") from error
-    problem = _clip_dir_problem(destination)
+    problem = clip_dir_problem(destination)
     if problem:
         raise WeightsError(f"download of {hf_id} into {destination} is incomplete: {problem}")
     return destination
 
 
-def download_clip_into_weights_dir(target: _ClipTarget, looked: list[str]) -> Path | None:
+def download_clip_into_weights_dir(target: ClipTarget, looked: list[str]) -> Path | None:
     reason = offline_reason()
     if reason:
         looked.append(f"download: skipped, {reason}")

@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from promptbox import attributes, part_prompts, provenance, relations, vocabulary, weights
+from promptbox import attributes, part_prompts, provenance, relations, vocabulary, weight_locations, weights
 from promptbox.command import Target, parse
 from promptbox.config import LocatorConfig
 from promptbox.detection import Detection, NotFound
@@ -71,7 +71,8 @@ class Locator:
         self._background = self.matcher.encode_texts(BACKGROUND_PHRASES)
         # Competing object names, encoded once per model and kept on disk beside the weights cache.
         self._names = vocabulary.OBJECT_NAMES
-        self._name_vectors = self.matcher.encode_texts_stored(self._names, weights.weights_dir() / "text-cache")
+        text_cache = weight_locations.weights_dir() / "text-cache"
+        self._name_vectors = self.matcher.encode_texts_stored(self._names, text_cache)
         self._name_vectors_np = self._name_vectors.float().cpu().numpy()  # for competitors(), once, not per goal
         self._frames: OrderedDict[str, FrameEmbedding] = OrderedDict()
         # One inference at a time: a background `prepare` and a goal would only fight over the same cores.

@@ -12,7 +12,8 @@ from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
 from promptbox.clip_tokenizer import offline_clip_tokenizer, write_clip_vocab_files
 from promptbox.errors import WeightsError
-from promptbox.weights import CLIP_DIMS, DEFAULT_CLIP, RANDOM_SEED, SAM_FILENAME, _new_vit_t
+from promptbox.weight_locations import DEFAULT_CLIP, SAM_FILENAME
+from promptbox.weights import CLIP_DIMS, RANDOM_SEED, _new_vit_t
 
 
 def random_sam_state_dict(seed: int = RANDOM_SEED) -> dict[str, torch.Tensor]:

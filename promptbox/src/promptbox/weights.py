@@ -1,19 +1,9 @@
-"""Model weights: where the MobileSAM and CLIP checkpoints are found, how they are checked, and random stand-ins.
+"""Model weights: how the MobileSAM and CLIP checkpoints that weight_locations.py finds are checked and loaded.
 
-Resolution order, first hit wins (`check()` walks the same places and never downloads):
-  1. an explicit path: a `mobile_sam.pt` file (or a directory holding one); for CLIP a local Hugging Face
-     directory (config.json + model.safetensors or pytorch_model.bin + tokenizer files). An explicit path
-     that is missing is reported as missing; nothing else is searched for it.
-  2. the weights directory: `$PROMPTBOX_WEIGHTS_DIR`, or `~/.cache/promptbox` when that is unset. Layout:
-         mobile_sam.pt
-         wkcn--TinyCLIP-ViT-61M-32-Text-29M-LAION400M/    <- the HF id with "/" replaced by "--"
-                                                             (what `promptbox weights fetch` writes)
-         tinyclip-61m/                                     <- the short name from CLIP_MODELS, also accepted
-  3. the Hugging Face cache (`try_to_load_from_cache` / `snapshot_download(local_files_only=True)`);
-     MobileSAM is looked up there as `dhkim2810/MobileSAM` / `mobile_sam.pt`.
-  4. a download into the weights directory, only when no offline flag (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE)
-     is set, `allow_random` is False and the network answers within a few seconds. MobileSAM comes from
-     `$PROMPTBOX_SAM_URL` (default: the official MobileSAM repository), CLIP through `snapshot_download`.
+Loading (`load_sam`, `load_clip`) downloads a missing released checkpoint into the weights directory
+(downloads.py) only when no offline flag (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE) is set, `allow_random` is False
+and the network answers within a few seconds. MobileSAM comes from `$PROMPTBOX_SAM_URL` (default: the official
+MobileSAM repository), CLIP through `snapshot_download`.
 
 Checks: a MobileSAM state_dict must have exactly the keys and shapes of mobile_sam's vit_t model, and its sha256
 must match `$PROMPTBOX_SAM_SHA256` (or the `sha256` argument) when one is configured. A CLIP directory must hold
@@ -21,12 +11,8 @@ a CLIP config (model_type "clip"), weights that cover every parameter, and a ful
 
 Random weights exist only for plumbing checks (`allow_random=True` and the real ones missing; the returned bool
 says so). They go through the same code as real checkpoints: `random_sam_state_dict` feeds the same state_dict
-check and load, `random_clip` builds the model from the named model's real dimensions (CLIP_DIMS). Their
-tokenizer uses CLIP's real BPE vocabulary, taken offline from open_clip_torch's `bpe_simple_vocab_16e6.txt.gz`
-and converted to the Hugging Face vocab.json + merges.txt the way CLIP derives its vocabulary.
-`write_random_sam_checkpoint` / `write_random_clip_checkpoint` write those models in the exact upstream formats,
-for tests. Those live in stand_ins.py, the offline tokenizer in clip_tokenizer.py, downloads and
-`promptbox weights fetch` in downloads.py; this module resolves, checks and loads.
+check and load, `random_clip` builds the model from the named model's real dimensions (CLIP_DIMS). Those live in
+stand_ins.py, CLIP's offline tokenizer in clip_tokenizer.py.
 """
 
 from __future__ import annotations
@@ -34,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,21 +30,27 @@ from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
 from promptbox import provenance
 from promptbox.errors import WeightsError
+from promptbox.weight_locations import (
+    CLIP_MODELS,
+    DEFAULT_CLIP,
+    SAM_FILENAME,
+    SAM_NAME,
+    WEIGHT_FILES,
+    clip_target,
+    find_clip,
+    find_clip_target,
+    find_sam,
+)
 
 if TYPE_CHECKING:
     from mobile_sam.modeling import Sam
 
-WEIGHTS_DIR_ENV = "PROMPTBOX_WEIGHTS_DIR"
 SAM_URL_ENV = "PROMPTBOX_SAM_URL"
 SAM_SHA256_ENV = "PROMPTBOX_SAM_SHA256"
-OFFLINE_ENVS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
-SAM_NAME = "mobile_sam"
-SAM_FILENAME = "mobile_sam.pt"
 DEFAULT_SAM_URL = "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"
 # sha256 of the official mobile_sam.pt (as published alongside its mirrors); checked when fetching from the default URL.
 OFFICIAL_SAM_SHA256 = "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f"
-SAM_HF_REPO = "dhkim2810/MobileSAM"  # a Hub mirror of the same file, for the HF cache lookup
 
 RANDOM_SEED = 0
 
@@ -103,11 +94,6 @@ class ClipDims:
         )
 
 
-CLIP_MODELS: dict[str, str] = {
-    "tinyclip-61m": "wkcn/TinyCLIP-ViT-61M-32-Text-29M-LAION400M",
-    "tinyclip-8m": "wkcn/TinyCLIP-ViT-8M-16-Text-3M-YFCC15M",
-    "clip-b32": "openai/clip-vit-base-patch32",
-}
 # Sources: TinyCLIP's open_clip model configs (microsoft/Cream, TinyCLIP/src/open_clip/model_configs; head width 64,
 # GELU) and openai/clip-vit-base-patch32's config.json. Vision towers: 61.4 M, 8.3 M and 87.8 M parameters.
 CLIP_DIMS: dict[str, ClipDims] = {
@@ -116,14 +102,9 @@ CLIP_DIMS: dict[str, ClipDims] = {
     "tinyclip-8m":  ClipDims(224,  16,            256,  10,    4,           256,  3,     4,     512,  "gelu"),
     "clip-b32":     ClipDims(224,  32,            768,  12,    12,          512,  12,    8,     512,  "quick_gelu"),
 }
-DEFAULT_CLIP = "tinyclip-61m"
 
-_HF_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-_WEIGHT_FILES = (
-    "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json"
-)
 _FIX = (
-    "Fix: set PROMPTBOX_WEIGHTS_DIR to a directory holding the weights (layout in promptbox/weights.py), "
+    "Fix: set PROMPTBOX_WEIGHTS_DIR to a directory holding the weights (layout in promptbox/weight_locations.py), "
     "run `promptbox weights fetch` on a networked machine and copy that directory over, "
     "or use --random-weights / allow_random_weights=True for plumbing checks only (the results are meaningless)."
 )
@@ -137,145 +118,6 @@ class WeightRecord:
     found: bool
     where: str | None
     detail: str
-
-
-# --- where things are -------------------------------------------------------------------------------------------
-
-
-def weights_dir() -> Path:
-    """$PROMPTBOX_WEIGHTS_DIR, or ~/.cache/promptbox (XDG_CACHE_HOME honoured) when it is unset."""
-    configured = os.environ.get(WEIGHTS_DIR_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "promptbox"
-
-
-def _weights_dir_label() -> str:
-    if os.environ.get(WEIGHTS_DIR_ENV):
-        return f"${WEIGHTS_DIR_ENV}"
-    return f"default weights dir; ${WEIGHTS_DIR_ENV} unset"
-
-
-def offline_reason() -> str | None:
-    """Which offline flag is set, or None when downloads are allowed."""
-    for name in OFFLINE_ENVS:
-        if os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
-            return f"{name}={os.environ[name]}"
-    return None
-
-
-def find_sam(checkpoint: str | os.PathLike | None = None) -> tuple[Path | None, list[str]]:
-    """The MobileSAM checkpoint file (or None) and the places looked at, in resolution order."""
-    looked: list[str] = []
-    if checkpoint:  # None or "": not given
-        path = Path(checkpoint).expanduser()
-        if path.is_dir():
-            path = path / SAM_FILENAME
-        looked.append(f"{path} (explicit path)")
-        return (path if path.is_file() else None), looked
-    path = weights_dir() / SAM_FILENAME
-    looked.append(f"{path} ({_weights_dir_label()})")
-    if path.is_file():
-        return path, looked
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    looked.append(f"Hugging Face cache {constants.HF_HUB_CACHE}: {SAM_HF_REPO}/{SAM_FILENAME}")
-    cached = try_to_load_from_cache(SAM_HF_REPO, SAM_FILENAME)
-    if isinstance(cached, str) and Path(cached).is_file():
-        return Path(cached), looked
-    return None, looked
-
-
-@dataclass(frozen=True)
-class _ClipTarget:
-    """What a CLIP `name_or_path` means: an explicit directory, or a (short name, Hub id) pair."""
-
-    directory: Path | None
-    name: str | None
-    hf_id: str | None
-
-    @property
-    def label(self) -> str:
-        if self.directory is not None:
-            return str(self.directory)
-        return f"{self.name} ({self.hf_id})" if self.name else str(self.hf_id)
-
-
-def _clip_target(name_or_path: str | os.PathLike) -> _ClipTarget:
-    text = os.fspath(name_or_path)
-    if text in CLIP_MODELS:
-        return _ClipTarget(None, text, CLIP_MODELS[text])
-    by_id = {hf_id: name for name, hf_id in CLIP_MODELS.items()}
-    if text in by_id:
-        return _ClipTarget(None, by_id[text], text)
-    path = Path(text).expanduser()
-    looks_like_path = text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
-    if path.exists() or looks_like_path:
-        return _ClipTarget(path, None, None)
-    if _HF_ID.fullmatch(text):
-        return _ClipTarget(None, None, text)
-    raise WeightsError(
-        f"CLIP model {text!r} is neither a known name ({', '.join(CLIP_MODELS)}), a Hugging Face id (org/name), "
-        "nor an existing local directory"
-    )
-
-
-def resolve_clip_id(name_or_id: str) -> str:
-    """The Hugging Face id of a short name from CLIP_MODELS (an id is returned as is)."""
-    target = _clip_target(name_or_id)
-    if target.hf_id is None:
-        raise WeightsError(f"{name_or_id!r} is a local path, not a CLIP model name or Hugging Face id")
-    return target.hf_id
-
-
-def _clip_dir_problem(directory: Path) -> str | None:
-    """Why `directory` is not a loadable HF CLIP directory, or None when it looks complete."""
-    if not directory.is_dir():
-        return "not found"
-    if not (directory / "config.json").is_file():
-        return "exists but has no config.json"
-    if not any((directory / name).is_file() for name in _WEIGHT_FILES):
-        return f"exists but has no weights ({' / '.join(_WEIGHT_FILES[:2])})"
-    return None
-
-
-def find_clip(name_or_path: str | os.PathLike = DEFAULT_CLIP) -> tuple[Path | None, list[str]]:
-    """The local HF directory of a CLIP model (or None) and the places looked at, in resolution order."""
-    return _find_clip(_clip_target(name_or_path))
-
-
-def _find_clip(target: _ClipTarget) -> tuple[Path | None, list[str]]:
-    looked: list[str] = []
-
-    def accept(directory: Path, label: str) -> bool:
-        problem = _clip_dir_problem(directory)
-        looked.append(f"{directory} ({label})" + (f": {problem}" if problem and problem != "not found" else ""))
-        return problem is None
-
-    if target.directory is not None:
-        return (target.directory if accept(target.directory, "explicit directory") else None), looked
-    assert target.hf_id is not None
-    root = weights_dir()
-    candidates = ([root / target.name] if target.name else []) + [root / _hub_dirname(target.hf_id)]
-    for directory in candidates:
-        if accept(directory, _weights_dir_label()):
-            return directory, looked
-
-    from huggingface_hub import constants, snapshot_download
-
-    label = f"Hugging Face cache {constants.HF_HUB_CACHE}: {target.hf_id}"
-    try:
-        snapshot = Path(snapshot_download(target.hf_id, local_files_only=True))
-    except Exception as error:  # LocalEntryNotFoundError and friends: not cached
-        looked.append(f"{label} (not cached: {type(error).__name__})")
-        return None, looked
-    problem = _clip_dir_problem(snapshot)
-    looked.append(label + (f" ({snapshot}: {problem})" if problem else ""))
-    return (snapshot if problem is None else None), looked
-
-
-def _hub_dirname(hf_id: str) -> str:
-    return hf_id.replace("/", "--")
 
 
 # --- MobileSAM --------------------------------------------------------------------------------------------------
@@ -396,8 +238,8 @@ def load_clip(
     download: bool = True,
 ) -> tuple[CLIPModel, CLIPTokenizer, bool]:
     """A CLIPModel in eval mode on `device`, its tokenizer, and whether the weights are random."""
-    target = _clip_target(name_or_path)
-    directory, looked = _find_clip(target)
+    target = clip_target(name_or_path)
+    directory, looked = find_clip_target(target)
     if directory is None and target.hf_id is not None and download and not allow_random:
         from promptbox.downloads import download_clip_into_weights_dir
 
@@ -436,7 +278,7 @@ def clip_kind(name_or_path: str | os.PathLike = DEFAULT_CLIP) -> str | None:
 
 
 def _clip_provenance(directory: Path) -> str | None:
-    files = [directory / name for name in _WEIGHT_FILES if (directory / name).is_file()]
+    files = [directory / name for name in WEIGHT_FILES if (directory / name).is_file()]
     record = provenance.clip_provenance_path(directory)
     if not files:
         return None
