@@ -22,6 +22,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 torch.manual_seed(0)
 
 TEST_CLIP = "tinyclip-61m"  # the default model, at its real dimensions
+WORLD_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "world"  # committed, synthetic-world
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +72,14 @@ def no_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv(weights.SAM_SHA256_ENV, raising=False)
     monkeypatch.delenv(weights.SAM_URL_ENV, raising=False)
     return empty
+
+
+@pytest.fixture(scope="module")
+def world_locator():
+    """A fast-mode Locator on the committed synthetic-world weights (world MobileSAM and CLIP); one per test module,
+    since tests fill and clear its frame cache."""
+    from promptbox.config import LocatorConfig
+    from promptbox.locator import Locator
+
+    return Locator(LocatorConfig(sam_checkpoint=str(WORLD_WEIGHTS / "mobile_sam.pt"),
+                                 clip_model=str(WORLD_WEIGHTS / "world-clip"), mode="fast"))

@@ -412,10 +412,20 @@ class Locator:
         if mode == "upstream":
             return self.proposer.propose_upstream(image)
         assert frame is not None
-        if mode == "exact" or _compares(target):
+        if mode == "exact":
             return self._exact_proposals(frame)
-        # fast: prompt only where CLIP sees the phrase more than it sees scenery, instead of over a whole grid.
-        # Raw cosine peaks on the table as often as on the object (CLIP puts every patch near every phrase).
+        if target.spatial is not None or target.relation is not None:
+            # Every instance for the comparison, and what the phrase's own prompts find: the map looks for the
+            # phrase where the grid looks everywhere, and the grid can miss an instance the map's peak lands on.
+            return _with_new(self._exact_proposals(frame), self._map_proposals(image, frame, text),
+                             self.config.amg.box_nms_thresh)
+        if _compares(target):
+            return self._exact_proposals(frame)
+        return self._map_proposals(image, frame, text)
+
+    def _map_proposals(self, image: np.ndarray, frame: FrameEmbedding, text) -> Proposals:
+        """Fast mode's prompts: only where CLIP sees the phrase more than it sees scenery, not over a whole grid.
+        Raw cosine peaks on the table as often as on the object (CLIP puts every patch near every phrase)."""
         heat = self.matcher.similarity_map(image, text, self._tokens(image, frame), scenery=self._background)
         points = peak_points(heat, image.shape[:2], self.config.fast_points)
         return self.proposer.propose_points(frame, points)
@@ -426,9 +436,20 @@ def _compares(target: Target) -> bool:
     laptop"), and a part request compares the regions inside its whole ("the cap of the marker"): fast mode's few
     prompts, or an early grid stage, may hold only some of them (one of two bottles; the marker's neighbours with
     it, or no marker at all) and so answer with the wrong one. Such a command gets exact mode's complete mask set in
-    either mode."""
+    either mode; in fast mode a spatial word or a relation adds its map prompts' masks that repeat none of them
+    (_propose)."""
     return (target.spatial is not None or target.relation is not None
             or vocabulary.part_request(target.phrase) is not None)
+
+
+def _with_new(proposals: Proposals, extra: Proposals, duplicate_iou: float) -> Proposals:
+    """`proposals` followed by the masks of `extra` that repeat none of them (mask IoU at most `duplicate_iou`, the
+    bound NMS applies to boxes): a duplicate would count as a second instance in a comparison. Timings: both."""
+    new = [j for j in range(len(extra))
+           if len(proposals) == 0 or extra.masks.iou(j, other=proposals.masks).max() <= duplicate_iou]
+    merged = proposals.plus(extra.subset(np.array(new, np.int64)))
+    merged.timings_ms = {**proposals.timings_ms, **{f"prompts {k}": v for k, v in extra.timings_ms.items()}}
+    return merged
 
 
 def _release(frame: FrameEmbedding) -> None:
