@@ -13,7 +13,8 @@ from mobile_sam.utils.amg import batched_mask_to_box, calculate_stability_score
 
 from promptbox import weights
 from promptbox.full_size import full_size, resize_maps
-from promptbox.proposals import MaskProposer, _low_res_masks, _two_way_transformer
+from promptbox.proposals import MaskProposer
+from promptbox.shared_decoder import low_res_masks, two_way_transformer
 
 THRESHOLD, OFFSET = 0.0, 1.0  # mobile_sam's mask threshold, AMG's stability offset
 
@@ -73,8 +74,8 @@ def test_world_masks_give_the_whole_frames_answer():
     coords = torch.as_tensor(proposer.transform.apply_coords(points, frame.original_size), dtype=torch.float32)
     with torch.inference_mode():
         shared = proposer._shared_image_side(frame.features)
-        hs, keys = _two_way_transformer(sam, shared, proposer._prompt_tokens(coords))
-        low_res = _low_res_masks(sam.mask_decoder, hs, keys, slice(1, 4), shared.grid).flatten(0, 1)
+        hs, keys = two_way_transformer(sam, shared, proposer._prompt_tokens(coords))
+        low_res = low_res_masks(sam.mask_decoder, hs, keys, slice(1, 4), shared.grid).flatten(0, 1)
     maps = resize_maps(frame.input_size, frame.original_size, shared.grid, "cpu")
     _assert_same(maps, low_res)
     areas = full_size(maps, low_res, THRESHOLD, OFFSET).masks.flatten(1).sum(dim=1)

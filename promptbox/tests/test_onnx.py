@@ -18,7 +18,8 @@ import torch
 from promptbox import onnx_runtime, weights
 from promptbox.config import AmgSettings, LocatorConfig
 from promptbox.matching import Matcher
-from promptbox.proposals import MaskProposer, _low_res_masks, _two_way_transformer
+from promptbox.proposals import MaskProposer
+from promptbox.shared_decoder import low_res_masks, two_way_transformer
 from promptbox.world import generate_scene
 
 pytest.importorskip("onnxruntime")
@@ -86,9 +87,9 @@ def test_decoder_graphs_match_torch(world_sam, proposers, frames, scene, batch):
         shared = proposer._shared_image_side(frames[0].features)
         coords = torch.as_tensor(proposer.transform.apply_coords(points, frames[0].original_size), dtype=torch.float32)
         tokens = proposer._prompt_tokens(coords)
-        hs, keys = _two_way_transformer(world_sam, shared, tokens)
+        hs, keys = two_way_transformer(world_sam, shared, tokens)
         iou = world_sam.mask_decoder.iou_prediction_head(hs[:, 0, :])
-        low_res = _low_res_masks(world_sam.mask_decoder, hs, keys, slice(0, 4), shared.grid)
+        low_res = low_res_masks(world_sam.mask_decoder, hs, keys, slice(0, 4), shared.grid)
         onnx_hs, onnx_keys, onnx_iou = proposer._transformer_and_iou(shared, tokens, slice(0, 4))
         onnx_low_res = proposer._low_res(shared, onnx_hs, onnx_keys, slice(1, 4))
     torch.testing.assert_close(onnx_hs, hs, atol=1e-4, rtol=1e-4)

@@ -28,12 +28,11 @@ from promptbox.proposals import (
     FrameEmbedding,
     MaskProposer,
     Proposals,
-    _low_res_masks,
-    _two_way_transformer,
     packbits_rows,
     packbits_torch,
     peak_points,
 )
+from promptbox.shared_decoder import low_res_masks, two_way_transformer
 
 FRAME_W, FRAME_H = 320, 240
 MATCH_IOU = 0.98
@@ -156,8 +155,8 @@ def test_decoder_matches_library_mask_decoder(sam_model, coffee_frame):
         pe = prompt_encoder.get_dense_pe()[..., :rows, :cols]
         want_masks, want_iou = decoder(frame.features, pe, sparse, dense[..., :rows, :cols], True)
         shared = proposer._shared_image_side(frame.features)
-        hs, keys = _two_way_transformer(sam_model, shared, proposer._prompt_tokens(coords))
-        got_masks = _low_res_masks(decoder, hs, keys, slice(1, 4), shared.grid)
+        hs, keys = two_way_transformer(sam_model, shared, proposer._prompt_tokens(coords))
+        got_masks = low_res_masks(decoder, hs, keys, slice(1, 4), shared.grid)
         got_iou = decoder.iou_prediction_head(hs[:, 0])[:, 1:]
     torch.testing.assert_close(got_iou, want_iou, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(got_masks, want_masks, atol=1e-4, rtol=1e-4)
@@ -203,8 +202,8 @@ def test_low_res_stability_is_within_the_margin(structured_sam):
     coords = torch.as_tensor(proposer.transform.apply_coords(points, frame.original_size), dtype=torch.float32)
     with torch.inference_mode():
         shared = proposer._shared_image_side(frame.features)
-        hs, keys = _two_way_transformer(structured_sam, shared, proposer._prompt_tokens(coords))
-        low_res = _low_res_masks(structured_sam.mask_decoder, hs, keys, slice(1, 4), shared.grid).flatten(0, 1)
+        hs, keys = two_way_transformer(structured_sam, shared, proposer._prompt_tokens(coords))
+        low_res = low_res_masks(structured_sam.mask_decoder, hs, keys, slice(1, 4), shared.grid).flatten(0, 1)
         maps = resize_maps(frame.input_size, frame.original_size, shared.grid, "cpu")
         full = maps.to_rows @ (low_res[:, : maps.rows, : maps.cols] @ maps.to_cols)
         at_full = calculate_stability_score(full, 0.0, 1.0)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 # Graph files are keyed by the weights and by the code that builds the graph, so editing the decoder's arithmetic
-# (proposals.py) or these wrappers never runs a stale export. Read at import: the code this process runs.
+# (shared_decoder.py) or these wrappers never runs a stale export. Read at import: the code this process runs.
 _THIS_SOURCE = Path(__file__).read_text()
 
 
@@ -157,7 +157,7 @@ def _numpy(x: torch.Tensor) -> np.ndarray:
 
 
 def _source_digest(*objects) -> list[str]:
-    """The source of the graph-building code (this file and the functions given), for the cache key."""
+    """The source of the graph-building code (this file and the modules or functions given), for the cache key."""
     return [_THIS_SOURCE, *(inspect.getsource(o) for o in objects)]
 
 
@@ -188,15 +188,15 @@ class PromptDecoder(torch.nn.Module):
         self.mask_decoder = sam.mask_decoder  # only the decoder's weights go into the graph
 
     def forward(self, src, pe, keys_t2i, values_t2i, queries_i2t, tokens):
-        from promptbox import proposals
+        from promptbox import shared_decoder
 
-        shared = proposals._SharedImageSide(src, pe, keys_t2i, values_t2i, queries_i2t)
-        hs, keys = proposals._two_way_transformer(self, shared, tokens)  # reads only .mask_decoder
+        shared = shared_decoder.SharedImageSide(src, pe, keys_t2i, values_t2i, queries_i2t)
+        hs, keys = shared_decoder.two_way_transformer(self, shared, tokens)  # reads only .mask_decoder
         return hs, keys, self.mask_decoder.iou_prediction_head(hs[:, 0, :])
 
 
 class LowResMasks(torch.nn.Module):
-    """proposals._low_res_masks for every mask token: (B, 4, 4*rows, 4*cols) logits; callers slice the tokens they
+    """shared_decoder.low_res_masks for every mask token: (B, 4, 4*rows, 4*cols) logits; callers slice the tokens they
     use (the extra token costs ~1% of the upscaling, one graph serves multimask and single-mask calls)."""
 
     def __init__(self, sam, grid: tuple[int, int]) -> None:
@@ -205,9 +205,9 @@ class LowResMasks(torch.nn.Module):
         self.grid = grid
 
     def forward(self, hs, keys):
-        from promptbox import proposals
+        from promptbox import shared_decoder
 
-        return proposals._low_res_masks(self.mask_decoder, hs, keys, slice(None), self.grid)
+        return shared_decoder.low_res_masks(self.mask_decoder, hs, keys, slice(None), self.grid)
 
 
 def decoder_graphs(sam, shared, tokens: torch.Tensor, cache_dir: Path, device: str = "cpu", *, int8: bool = False
@@ -215,12 +215,9 @@ def decoder_graphs(sam, shared, tokens: torch.Tensor, cache_dir: Path, device: s
     """(prompt decoder, low-res masks) graphs of `sam` for `shared.grid` (the image tokens' count and layout are
     traced in); `shared` and `tokens` are example inputs (any frame of that grid). `int8`: run their int8 dynamic
     quantisations."""
-    from promptbox import proposals
+    from promptbox import shared_decoder
 
-    code = _source_digest(proposals._two_way_transformer, proposals._token_to_shared_image,
-                          proposals._shared_image_to_token_weights, proposals._image_to_token_weights,
-                          proposals._token_to_image, proposals._values_through_out_proj, proposals._split_heads,
-                          proposals._low_res_masks)
+    code = _source_digest(shared_decoder)  # the decoder's arithmetic, all of it
     rows, cols = shared.grid
     key = f"{rows}x{cols}_{weights_digest(sam, ('mask_decoder.',), code)}"
     shared_names = ["src", "pe", "keys_t2i", "values_t2i", "queries_i2t"]
@@ -235,7 +232,7 @@ def decoder_graphs(sam, shared, tokens: torch.Tensor, cache_dir: Path, device: s
         device=device, what="the mask decoder", int8=int8,
     )
     with torch.no_grad():
-        hs, keys = proposals._two_way_transformer(sam, shared, example)
+        hs, keys = shared_decoder.two_way_transformer(sam, shared, example)
     low_res = OnnxGraph(
         cache_dir / f"mobilesam_vit_t_low_res_masks_{key}.onnx", lambda: LowResMasks(sam, shared.grid).eval(),
         (hs, keys), ["hs", "keys"], ["low_res"],

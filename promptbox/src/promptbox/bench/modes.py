@@ -112,7 +112,7 @@ def decoder_cost(proposer, image: np.ndarray, prompts: int) -> dict[str, float]:
     """
     from mobile_sam.predictor import SamPredictor
 
-    from promptbox.proposals import _low_res_masks, _two_way_transformer
+    from promptbox.shared_decoder import low_res_masks, two_way_transformer
 
     sam, device = proposer.sam, proposer.device
     frame = proposer.embed(image)
@@ -129,15 +129,15 @@ def decoder_cost(proposer, image: np.ndarray, prompts: int) -> dict[str, float]:
         shared = proposer._shared_image_side(frame.features)
         tokens = proposer._prompt_tokens(coords)
         chunks = [tokens[i : i + proposer.decode_batch] for i in range(0, len(tokens), proposer.decode_batch)]
-        decoded = [_two_way_transformer(sam, shared, chunk) for chunk in chunks]
+        decoded = [two_way_transformer(sam, shared, chunk) for chunk in chunks]
 
         def transformer_pass() -> None:
             for chunk in chunks:  # each chunk's result dropped before the next, as in the proposer
-                _two_way_transformer(sam, shared, chunk)
+                two_way_transformer(sam, shared, chunk)
 
         def masks_pass() -> None:
             for hs, keys in decoded:
-                _low_res_masks(sam.mask_decoder, hs, keys, slice(1, 4), shared.grid)
+                low_res_masks(sam.mask_decoder, hs, keys, slice(1, 4), shared.grid)
 
         transformer = _median_ms(transformer_pass, device)
         masks = _median_ms(masks_pass, device)
