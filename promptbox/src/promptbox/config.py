@@ -49,7 +49,8 @@ class LocatorConfig:
     # Fast mode answers from its prompts when one of their regions passes min_score; otherwise it goes on with exact
     # mode's grid on the same frame (decoded once per frame), so a target the similarity map missed is still
     # found. False: its prompts' answer stands, "not found" included. A command that compares instances (a spatial
-    # qualifier, a relation) is matched on exact mode's masks either way (Locator._compares).
+    # qualifier, a relation, a part) is matched on exact mode's masks either way, a spatial word's or a relation's
+    # with its prompts' new masks beside them (Locator._propose).
     fast_fallback: bool = True
     # crops: every proposal gets its own masked CLIP crop. shortlist: mask-pooled patch tokens of one CLIP pass rank
     # them, and only the `shortlist_size` best per phrase (and the regions containing those) get crops.
