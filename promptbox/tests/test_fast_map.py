@@ -11,7 +11,7 @@ import pytest
 from promptbox.config import LocatorConfig
 from promptbox.detection import Detection
 from promptbox.locator import Locator
-from promptbox.proposals import peak_points
+from promptbox.map_peaks import peak_points
 from promptbox.world import generate_scene
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "world"

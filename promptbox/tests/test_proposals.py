@@ -22,6 +22,7 @@ from scipy.optimize import linear_sum_assignment
 from promptbox.config import AmgSettings
 from promptbox.encoder_grid import embedding_grid, mbconv_in_bands
 from promptbox.full_size import resize_maps
+from promptbox.map_peaks import peak_points
 from promptbox.masks import BoxMasks
 from promptbox.proposals import (
     LOW_RES_STABILITY_MARGIN,
@@ -30,7 +31,6 @@ from promptbox.proposals import (
     Proposals,
     packbits_rows,
     packbits_torch,
-    peak_points,
 )
 from promptbox.shared_decoder import low_res_masks, two_way_transformer
 

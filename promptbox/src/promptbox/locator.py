@@ -20,9 +20,10 @@ from promptbox.config import LocatorConfig
 from promptbox.detection import Detection, NotFound
 from promptbox.grid_stages import GridStages
 from promptbox.image import check_image
+from promptbox.map_peaks import peak_points
 from promptbox.masks import BoxMasks
 from promptbox.matching import Matcher, PatchTokens
-from promptbox.proposals import FrameEmbedding, MaskProposer, Proposals, peak_points
+from promptbox.proposals import FrameEmbedding, MaskProposer, Proposals
 from promptbox.regions import Regions
 from promptbox.selection import BACKGROUND_PHRASES, PhraseScores, calibrate, select
 from promptbox.shortlist import pooled_embeddings, shortlist
