@@ -31,7 +31,6 @@ class SharedImageSide:
     grid: tuple[int, int] = (0, 0)  # (rows, cols) of the N = rows * cols cells; the ONNX graph's copy needs none
 
 
-
 def shared_image_side(sam: Sam, features: torch.Tensor) -> SharedImageSide:
     """The image side of one frame's (1, C, rows, cols) embedding that every prompt's decoding shares."""
     prompt_encoder = sam.prompt_encoder

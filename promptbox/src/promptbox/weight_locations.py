@@ -53,6 +53,7 @@ def weights_dir() -> Path:
 
 
 def weights_dir_label() -> str:
+    """How the weights directory was chosen, for the "looked in" lists."""
     if os.environ.get(WEIGHTS_DIR_ENV):
         return f"${WEIGHTS_DIR_ENV}"
     return f"default weights dir; ${WEIGHTS_DIR_ENV} unset"
@@ -104,6 +105,7 @@ class ClipTarget:
 
 
 def clip_target(name_or_path: str | os.PathLike) -> ClipTarget:
+    """What a CLIP name, Hub id or path means; a WeightsError for text that is none of them."""
     text = os.fspath(name_or_path)
     if text in CLIP_MODELS:
         return ClipTarget(None, text, CLIP_MODELS[text])
@@ -147,6 +149,7 @@ def find_clip(name_or_path: str | os.PathLike = DEFAULT_CLIP) -> tuple[Path | No
 
 
 def find_clip_target(target: ClipTarget) -> tuple[Path | None, list[str]]:
+    """find_clip for an already resolved target."""
     looked: list[str] = []
 
     def accept(directory: Path, label: str) -> bool:
@@ -177,4 +180,5 @@ def find_clip_target(target: ClipTarget) -> tuple[Path | None, list[str]]:
 
 
 def hub_dirname(hf_id: str) -> str:
+    """The weights directory's folder name for a Hub id ("org/name" -> "org--name")."""
     return hf_id.replace("/", "--")
