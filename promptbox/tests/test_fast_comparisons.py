@@ -77,3 +77,6 @@ def test_a_mask_that_repeats_one_of_exact_modes_is_left_out():
     assert np.array_equal(merged.boxes_xyxy[2:], extra.boxes_xyxy[2:])
     assert np.array_equal(merged.masks.to_dense()[:2], exact.masks.to_dense())
     assert set(merged.timings_ms) == {"decoder", "prompts decoder"}
+    # Nothing new: exact mode's masks alone; no exact mask (an empty grid): every prompt's mask.
+    assert np.array_equal(_with_new(exact, _proposals([(20, 20, 30, 30)]), 0.7).boxes_xyxy, exact.boxes_xyxy)
+    assert len(_with_new(_proposals([]), extra, 0.7)) == len(extra)
