@@ -194,18 +194,28 @@ def slow_proposals(node, monkeypatch):
     monkeypatch.setattr(proposer, "settings", replace(proposer.settings, points_per_side=16))
 
 
-def test_cancel_while_proposing_ends_within_a_decode_batch(node, rig, new_frames, slow_proposals):
+def test_cancel_while_proposing_ends_within_a_decode_batch(node, rig, new_frames, slow_proposals, monkeypatch):
+    """Counted in decode batches, not seconds: the node is in this process, so the batches it starts after the
+    server accepted the cancel are read on the same clock. (A wall-clock bound on the result's arrival failed once
+    in a loaded fresh-clone CI, 1.8 s against 1.5, with the next frame's embedding starting as the goal let go.)"""
+    proposer = node.locator.proposer
+    started: list[float] = []
+    decode = proposer._prompt_side
+    monkeypatch.setattr(proposer, "_prompt_side", lambda *args: started.append(time.monotonic()) or decode(*args))
     handle, feedback = rig.send("pick up the mug")
     assert handle.accepted
     until(lambda: "proposing" in _stages(feedback), 60, "the goal reached the proposing stage")
     time.sleep(0.3)  # inside the decode loop
-    asked = time.monotonic()
-    handle.cancel_goal_async()
+    # The cancel response leaves the server after the goal is marked as canceling: the node's next check sees it.
+    accepted = result_of(handle.cancel_goal_async(), 30, "the cancel request was answered")
+    accepted_at = time.monotonic()
+    assert len(accepted.goals_canceling) == 1
     response = result_of(handle.get_result_async(), 60, "the canceled goal ended")
-    took = time.monotonic() - asked
     assert response.status == GoalStatus.STATUS_CANCELED, response.result.message
     assert "matching" not in _stages(feedback)
-    assert took < 1.5, f"the cancel took {took:.1f} s: it must land between decode batches"
+    before = [t for t in started if t <= accepted_at]
+    assert len(before) >= 1  # the case under test: the cancel came inside the decode loop
+    assert len(started) - len(before) <= 1, f"{len(started) - len(before)} decode batches began after the cancel"
     assert response.result.target == "mug"
 
 
