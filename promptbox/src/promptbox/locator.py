@@ -415,7 +415,7 @@ class Locator:
         assert frame is not None
         if mode == "exact":
             return self._exact_proposals(frame)
-        if target.spatial is not None or target.relation is not None:
+        if _compares_instances(target):
             # Every instance for the comparison, and what the phrase's own prompts find: the map looks for the
             # phrase where the grid looks everywhere, and the grid can miss an instance the map's peak lands on.
             return _with_new(self._exact_proposals(frame), self._map_proposals(image, frame, text),
@@ -439,8 +439,12 @@ def _compares(target: Target) -> bool:
     it, or no marker at all) and so answer with the wrong one. Such a command gets exact mode's complete mask set in
     either mode; in fast mode a spatial word or a relation adds its map prompts' masks that repeat none of them
     (_propose)."""
-    return (target.spatial is not None or target.relation is not None
-            or vocabulary.part_request(target.phrase) is not None)
+    return _compares_instances(target) or vocabulary.part_request(target.phrase) is not None
+
+
+def _compares_instances(target: Target) -> bool:
+    """A spatial word or a relation: the command ranks the target's instances against each other."""
+    return target.spatial is not None or target.relation is not None
 
 
 def _with_new(proposals: Proposals, extra: Proposals, duplicate_iou: float) -> Proposals:
