@@ -38,11 +38,14 @@ IMAGE_SIZE = 64
 MEAN_RGB = tuple(int(round(255 * m)) for m in OPENAI_CLIP_MEAN)
 
 
-def world_clip_config() -> CLIPConfig:
-    """Small on purpose: it trains on 2 CPU cores in minutes and its fp16 file stays a few MB."""
+def world_clip_config(vision_width: int = 128, vision_layers: int = 4) -> CLIPConfig:
+    """Small on purpose: its fp16 file stays a few MB and a crop costs a sliver of a real TinyCLIP's. The default
+    (width 128, 4 layers) trains on 2 CPU cores in minutes; the patch grid stays 4x4 at any width, so fast mode's
+    similarity map keeps its resolution."""
     return CLIPConfig(
-        vision_config={"image_size": IMAGE_SIZE, "patch_size": 16, "hidden_size": 128, "num_hidden_layers": 4,
-                       "num_attention_heads": 4, "intermediate_size": 512, "hidden_act": "gelu"},
+        vision_config={"image_size": IMAGE_SIZE, "patch_size": 16, "hidden_size": vision_width,
+                       "num_hidden_layers": vision_layers, "num_attention_heads": max(1, vision_width // 32),
+                       "intermediate_size": 4 * vision_width, "hidden_act": "gelu"},
         text_config={"hidden_size": 64, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 256,
                      "max_position_embeddings": 77, "vocab_size": 49408, "hidden_act": "gelu"},
         projection_dim=64,
@@ -97,13 +100,14 @@ SCENERY_CAPTIONS = ("a photo of a table.", "a table", "background", "an empty su
                     "a photo of the {surface} table.", "a {surface} surface")
 
 
-def caption(label: Label, rng: np.random.Generator) -> tuple[str, Label]:
-    """A caption and what it claims (a Label with the fields it leaves open blanked)."""
+def caption(label: Label, rng: np.random.Generator, colour_seen: bool = True) -> tuple[str, Label]:
+    """A caption and what it claims (a Label with the fields it leaves open blanked). `colour_seen=False`: the crop
+    is shown in greyscale, so the caption names no colour."""
     if label.kind == "scenery":
         text = SCENERY_CAPTIONS[int(rng.integers(len(SCENERY_CAPTIONS)))]
         claims = Label("scenery", surface=label.surface if "{surface}" in text else "")
         return text.format(surface=_surface_word(label.surface)), claims
-    with_colour = rng.random() < 0.6
+    with_colour = rng.random() < 0.6 and colour_seen
     colour = label.colour if with_colour else ""
     if label.kind == "part":
         forms = [f"the {label.part} of a {label.cls}", f"a {label.cls} {label.part}",
@@ -203,8 +207,23 @@ def features(output) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
+def without_colour(codes: np.ndarray, grey: np.ndarray) -> np.ndarray:
+    """LabelCodes rows with the colour blanked where `grey`: a crop shown in greyscale fits no caption that names a
+    colour (and every caption that names none)."""
+    shown = codes.copy()
+    shown[np.asarray(grey, bool), LabelCodes.FIELDS.index("colour")] = 0
+    return shown
+
+
+def greyscale(crops: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) crops as their luma (ITU-R 601) in all three channels."""
+    luma = crops.float() @ torch.tensor([0.299, 0.587, 0.114], device=crops.device)
+    return luma.round().clamp(0, 255).to(torch.uint8)[..., None].expand_as(crops)
+
+
 def zero_shot(model, tokenizer, images: np.ndarray, labels: list[Label]) -> dict:
-    """Class accuracy of object crops over all classes, and colour+class accuracy over all pairs (seen, unseen)."""
+    """Class accuracy of object crops over all classes (all crops, and those of unseen pairs: what the colour
+    rule's thing question needs), and colour+class accuracy over all pairs (seen, unseen)."""
     objects = [i for i, label in enumerate(labels) if label.kind == "object"]
     colours = sorted({c for spec in CLASSES.values() for c in spec.colours})
     pairs = [(c, k) for k in CLASSES for c in colours]
@@ -225,7 +244,10 @@ def zero_shot(model, tokenizer, images: np.ndarray, labels: list[Label]) -> dict
     unseen = [(labels[i].colour, labels[i].cls) in UNSEEN_PAIRS for i in objects]
     seen_ok = [ok for ok, u in zip(pair_ok, unseen, strict=True) if not u]
     unseen_ok = [ok for ok, u in zip(pair_ok, unseen, strict=True) if u]
-    return {"val_class_acc": float(np.mean(cls_ok)), "val_colour_class_acc_seen": float(np.mean(seen_ok)),
+    unseen_cls_ok = [ok for ok, u in zip(cls_ok, unseen, strict=True) if u]
+    return {"val_class_acc": float(np.mean(cls_ok)),
+            "val_class_acc_unseen": float(np.mean(unseen_cls_ok)) if unseen_cls_ok else None,
+            "val_colour_class_acc_seen": float(np.mean(seen_ok)),
             "val_colour_class_acc_unseen": float(np.mean(unseen_ok)) if unseen_ok else None,
             "val_objects": len(objects), "val_unseen_objects": len(unseen_ok)}
 
@@ -249,6 +271,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="train at this fixed temperature (real CLIP ends at its clamp, 100); default: learn it")
     parser.add_argument("--workers", type=int, default=1, help="processes that draw the scenes")
     parser.add_argument("--val-scenes", type=int, default=None, help="default: a eighth of --scenes")
+    parser.add_argument("--vision-width", type=int, default=128, help="image tower width (heads: width / 32)")
+    parser.add_argument("--vision-layers", type=int, default=4)
+    parser.add_argument("--grey", type=float, default=0.0,
+                        help="share of crops shown in greyscale with a caption that names no colour, so the class "
+                             "is learned from shape too (CLIP's random-greyscale augmentation; no held-out pair "
+                             "is shown)")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -266,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.init:  # continue from saved world weights (fp16 on disk), with a fresh optimizer
         model = CLIPModel.from_pretrained(args.init, local_files_only=True).float().to(args.device)
     else:
-        model = CLIPModel(world_clip_config()).to(args.device)
+        model = CLIPModel(world_clip_config(args.vision_width, args.vision_layers)).to(args.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     step, history, running = 0, [], []
     state_path = Path(args.work) / "state.pt"
@@ -285,7 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         crops = crops_all[torch.from_numpy(batch).to(args.device)]
         flip = torch.from_numpy(rng.random(len(batch)) < 0.5).to(args.device)
         crops = torch.where(flip[:, None, None, None], crops.flip(2), crops)
-        texts, claims = zip(*(caption(labels[i], rng) for i in batch), strict=True)
+        grey = rng.random(len(batch)) < args.grey
+        crops = torch.where(torch.from_numpy(grey).to(args.device)[:, None, None, None], greyscale(crops), crops)
+        texts, claims = zip(*(caption(labels[i], rng, not g) for i, g in zip(batch, grey, strict=True)),
+                            strict=True)
         for text in texts:
             if text not in token_cache:
                 token_cache[text] = tokenizer(text)["input_ids"]
@@ -295,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         for row, text in enumerate(texts):
             ids[row, : len(token_cache[text])] = torch.tensor(token_cache[text])
             mask[row, : len(token_cache[text])] = 1
-        fit = torch.from_numpy(codes.fit_matrix(list(claims), codes.codes[batch]).astype(np.float32))
+        shown = without_colour(codes.codes[batch], grey)
+        fit = torch.from_numpy(codes.fit_matrix(list(claims), shown).astype(np.float32))
         # The cosine ends at the planned step or at the time budget, whichever comes first: a call whose step rate
         # is unknown in advance (a GPU) still finishes its schedule.
         progress = min(1.0, max(step / planned, (time.perf_counter() - trained_from) / (args.minutes * 60)))
@@ -330,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     final_loss = float(torch.stack(running).mean()) if running else None
     result = {"steps": step, "final_loss": final_loss, **zero_shot(model, tokenizer, val_images, val_labels),
-              "device": args.device, "seed": args.seed, "scenes": args.scenes, "size": args.size,
+              "device": args.device, "seed": args.seed, "grey": args.grey,
+              "vision": [model.config.vision_config.hidden_size, model.config.vision_config.num_hidden_layers],
+              "scenes": args.scenes, "size": args.size,
               "train_crops": len(images), "wall_s": round(time.perf_counter() - started)}
     print(f"[done] {json.dumps(result)}")
     Path(args.work).mkdir(parents=True, exist_ok=True)
