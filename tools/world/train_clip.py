@@ -313,8 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         crops = crops_all[torch.from_numpy(batch).to(args.device)]
         flip = torch.from_numpy(rng.random(len(batch)) < 0.5).to(args.device)
         crops = torch.where(flip[:, None, None, None], crops.flip(2), crops)
-        grey = rng.random(len(batch)) < args.grey
-        crops = torch.where(torch.from_numpy(grey).to(args.device)[:, None, None, None], greyscale(crops), crops)
+        # Drawn only when asked for, so a run without --grey keeps the committed recipe's random stream.
+        grey = rng.random(len(batch)) < args.grey if args.grey > 0 else np.zeros(len(batch), bool)
+        if grey.any():
+            crops = torch.where(torch.from_numpy(grey).to(args.device)[:, None, None, None], greyscale(crops), crops)
         texts, claims = zip(*(caption(labels[i], rng, not g) for i, g in zip(batch, grey, strict=True)),
                             strict=True)
         for text in texts:
