@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from promptbox.config import ENCODER_BACKENDS, AmgSettings, LocatorConfig
+from promptbox.config import ENCODER_BACKENDS, FAST_MAPS, AmgSettings, LocatorConfig
 from promptbox.depth import DepthSettings
 
 GOAL_POLICIES = ("queue", "preempt")
@@ -42,6 +42,10 @@ PARAMETERS: dict[str, Spec] = {
     "mode": Spec(_CORE.mode, "exact: the AMG mask set with less work; fast: text-guided point prompts; upstream",
                  choices=("exact", "fast", "upstream")),
     "fast_points": Spec(_CORE.fast_points, "fast mode: point prompts placed at text-similarity peaks", 1, 256),
+    "fast_map": Spec(_CORE.fast_map, "fast mode's similarity map: tokens (CLIP's patch tokens) or windows (square "
+                     "CLIP crops over the frame, once per frame: for a GPU)", choices=FAST_MAPS),
+    "map_window": Spec(_CORE.map_window, "fast_map windows: a window's side as a share of the frame's longest side",
+                       0.01, 1.0),
     "fast_fallback": Spec(_CORE.fast_fallback, "fast mode: when nothing its prompts propose passes min_score, go on "
                           "with exact mode's grid, coarse to fine, until a stage answers; false: their answer stands "
                           "(a spatial qualifier or a relation uses exact mode's masks either way)"),
@@ -142,6 +146,8 @@ def locator_config(values: dict[str, object]) -> LocatorConfig:
         part_margin=float(values["part_margin"]),
         fast_points=int(values["fast_points"]),
         fast_fallback=bool(values["fast_fallback"]),
+        fast_map=str(values["fast_map"]),
+        map_window=float(values["map_window"]),
         matching=str(values["matching"]),
         shortlist_size=int(values["shortlist_size"]),
         encoder_backend=str(values["encoder_backend"]),

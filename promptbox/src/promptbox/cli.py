@@ -142,6 +142,8 @@ def _run_locate(args: argparse.Namespace) -> int:
             shortlist_size=args.shortlist_size,
             encoder_backend=args.encoder_backend,
             fast_fallback=args.fast_fallback,
+            fast_map=args.fast_map,
+            map_window=args.map_window,
         ).with_overrides(**overrides)
         if args.min_score is not None:
             config = config.with_overrides(min_score=args.min_score)
@@ -229,11 +231,20 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_fast_fallback_argument(parser: argparse.ArgumentParser) -> None:
-    """--no-fast-fallback, for locate and eval."""
+    """--no-fast-fallback, --fast-map and --map-window, for locate and eval."""
     parser.add_argument("--no-fast-fallback", dest="fast_fallback", action="store_false",
                         help="fast mode: answer from the similarity map's prompts alone, even 'not found' (default: "
                              "when nothing they propose passes --min-score, go on with exact mode's grid); a spatial "
                              "qualifier or a relation is matched on exact mode's masks either way")
+    from promptbox.config import FAST_MAPS, LocatorConfig
+
+    defaults = LocatorConfig()
+    parser.add_argument("--fast-map", default=defaults.fast_map, choices=FAST_MAPS,
+                        help="fast mode's similarity map: tokens (CLIP's patch tokens, default) or windows (square "
+                             "CLIP crops over the frame: for a GPU; on a CPU a real CLIP's windows cost seconds)")
+    parser.add_argument("--map-window", type=float, default=defaults.map_window,
+                        help=f"fast mode's windows: their side as a share of the frame's longest side "
+                             f"(default {defaults.map_window})")
 
 
 def _amg_overrides(pairs: list[str]) -> dict[str, float | int | bool]:

@@ -11,6 +11,7 @@ DEVICES = ("cpu", "cuda")
 # with the decoder and CLIP towers int8-quantised (onnx_runtime.py).
 ENCODER_BACKENDS = ("torch", "onnx", "onnx-int8")
 MATCHING = ("shortlist", "crops")
+FAST_MAPS = ("tokens", "windows")  # fast mode's similarity map (window_map.py)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,11 @@ class LocatorConfig:
     top_k: int = 5
     part_margin: float = 0.02  # a containing mask beats its part if its similarity is within this of the part's
     fast_points: int = 6  # fast mode: point prompts at the peaks of the phrase's similarity (against scenery)
+    # Fast mode's similarity map: "tokens" (CLIP's patch tokens, one pass per frame) or "windows" (square crops
+    # `map_window` of the frame's longest side wide, half a window apart, one image-tower pass each per frame: a
+    # GPU's option, see window_map.py for what it costs and gains).
+    fast_map: str = "tokens"
+    map_window: float = 0.2
     # Fast mode answers from its prompts when one of their regions passes min_score; otherwise it goes on with exact
     # mode's grid on the same frame (decoded once per frame), so a target the similarity map missed is still
     # found. False: its prompts' answer stands, "not found" included. A command that compares instances (a spatial
@@ -66,6 +72,9 @@ class LocatorConfig:
         _check_choice("mode", self.mode, MODES)
         _check_choice("encoder_backend", self.encoder_backend, ENCODER_BACKENDS)
         _check_choice("matching", self.matching, MATCHING)
+        _check_choice("fast_map", self.fast_map, FAST_MAPS)
+        if not 0.0 < self.map_window <= 1.0:
+            raise ValueError(f"map_window={self.map_window!r} is out of range; accepted: above 0 and at most 1")
         if self.shortlist_size < 1:
             raise ValueError(f"shortlist_size={self.shortlist_size!r} must be at least 1")
         if not (self.device in DEVICES or self.device.startswith("cuda:")):

@@ -20,13 +20,14 @@ from promptbox.config import LocatorConfig
 from promptbox.detection import Detection, NotFound
 from promptbox.grid_stages import GridStages
 from promptbox.image import check_image
-from promptbox.map_peaks import peak_points
+from promptbox.map_peaks import peak_cells, peak_points
 from promptbox.masks import BoxMasks
 from promptbox.matching import Matcher, PatchTokens
 from promptbox.proposals import FrameEmbedding, MaskProposer, Proposals
 from promptbox.regions import Regions
 from promptbox.selection import BACKGROUND_PHRASES, PhraseScores, calibrate, select
 from promptbox.shortlist import pooled_embeddings, shortlist
+from promptbox.window_map import WindowEmbeddings, window_grid, window_heat
 
 StageCallback = Callable[[str, float], None]
 
@@ -84,7 +85,8 @@ class Locator:
         """One line for logs: models, mode, device, load time, and whether the weights are random."""
         masks = getattr(self.proposer, "tag", "") or "MobileSAM vit_t"
         line = (
-            f"{masks} + CLIP {self.config.clip_model}, mode {self.config.mode}, "
+            f"{masks} + CLIP {self.config.clip_model}, mode {self.config.mode}"
+            f"{f' ({self.config.fast_map} map)' if self.config.mode == 'fast' else ''}, "
             f"device {self.config.device}, loaded in {self.load_seconds:.1f} s"
         )
         if self.random_weights:
@@ -117,6 +119,8 @@ class Locator:
             text = self.matcher.encode_text("warm-up object")
             if self.config.mode == "fast" or self.config.matching == "shortlist":
                 self.matcher.similarity_map(frame, text, scenery=self._background)
+            if self.config.mode == "fast" and self.config.fast_map == "windows":
+                self._windows(frame, None)
             self.matcher.encode_regions(frame, np.array([[0.0, 0.0, 63.0, 63.0]]), None)  # one crop's worth
 
     def prepare(self, image_rgb: np.ndarray) -> FrameEmbedding:
@@ -135,6 +139,10 @@ class Locator:
                 started = time.perf_counter()
                 embedding.patch_tokens = self.matcher.patch_tokens(image)
                 embedding.timings_ms["patch_tokens"] = (time.perf_counter() - started) * 1000.0
+            if self.config.mode == "fast" and self.config.fast_map == "windows":
+                started = time.perf_counter()
+                self._windows(image, embedding)
+                embedding.timings_ms["windows"] = (time.perf_counter() - started) * 1000.0
             self._frames[key] = embedding
             while len(self._frames) > _FRAME_CACHE_SIZE:
                 _release(self._frames.popitem(last=False)[1])
@@ -427,9 +435,24 @@ class Locator:
     def _map_proposals(self, image: np.ndarray, frame: FrameEmbedding, text) -> Proposals:
         """Fast mode's prompts: only where CLIP sees the phrase more than it sees scenery, not over a whole grid.
         Raw cosine peaks on the table as often as on the object (CLIP puts every patch near every phrase)."""
-        heat = self.matcher.similarity_map(image, text, self._tokens(image, frame), scenery=self._background)
-        points = peak_points(heat, image.shape[:2], self.config.fast_points)
+        if self.config.fast_map == "windows":
+            windows = self._windows(image, frame)
+            heat = window_heat(windows, text.vector, self._background)
+            points = windows.grid.points(peak_cells(heat, self.config.fast_points))
+        else:
+            heat = self.matcher.similarity_map(image, text, self._tokens(image, frame), scenery=self._background)
+            points = peak_points(heat, image.shape[:2], self.config.fast_points)
         return self.proposer.propose_points(frame, points)
+
+    def _windows(self, image: np.ndarray, frame: FrameEmbedding | None) -> WindowEmbeddings:
+        """The frame's CLIP window embeddings (window_map), computed once per prepared frame."""
+        if frame is not None and frame.windows is not None:
+            return frame.windows
+        grid = window_grid(image.shape[:2], self.config.map_window, self.matcher.context_pad)
+        windows = WindowEmbeddings(grid, self.matcher.encode_regions(image, grid.boxes))
+        if frame is not None:
+            frame.windows = windows
+        return windows
 
 
 def _compares(target: Target) -> bool:

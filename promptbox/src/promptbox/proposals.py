@@ -71,6 +71,9 @@ class FrameEmbedding:
     # The frame's CLIP patch tokens (matching.PatchTokens), for fast mode's map and the matching shortlist; the
     # Locator fills it once per frame.
     patch_tokens: object | None = field(default=None, repr=False)
+    # The frame's CLIP window embeddings (window_map.WindowEmbeddings), for fast mode's window map; the Locator
+    # fills it once per frame.
+    windows: object | None = field(default=None, repr=False)
 
 
 @dataclass

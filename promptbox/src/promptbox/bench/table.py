@@ -67,8 +67,8 @@ def format_table(result: dict) -> str:
     for mode in result["modes"].values():
         if mode["mode"].startswith("fast") and cfg.get("fast_fallback", True):
             lines.append(f"{mode['label']}: exact mode's grid answered {mode['fallback_runs']} of "
-                         f"{mode['stages']['total']['n']} runs (the map's prompts found nothing that passed; the grid "
-                         "stops at its first coarse-to-fine stage that answers).")
+                         f"{mode['stages']['total']['n']} runs (the {cfg.get('fast_map', 'tokens')} map's prompts "
+                         "found nothing that passed; the grid stops at its first coarse-to-fine stage that answers).")
         elif mode["mode"].startswith("fast"):
             lines.append(f"{mode['label']}: no fallback (--no-fast-fallback): the map's prompts alone.")
     if cfg["random_weights"]:

@@ -109,6 +109,8 @@ def _config(args: argparse.Namespace, mode: str):
         shortlist_size=args.shortlist_size,
         encoder_backend=args.encoder_backend,
         fast_fallback=args.fast_fallback,
+        fast_map=args.fast_map,
+        map_window=args.map_window,
     ).with_overrides(**_amg_overrides(args.amg))
     if args.min_score is not None:
         config = config.with_overrides(min_score=args.min_score)
