@@ -107,3 +107,14 @@ def test_a_prepared_frame_keeps_its_windows(world_locators: dict[str, Locator]) 
     windows.locate(scene.image, "take the spoon", frame=frame)
     assert frame.windows is kept  # every phrase on the frame reuses them
     assert world_locators["tokens"].prepare(scene.image).windows is None  # the token map computes none
+
+
+def test_with_windows_and_crops_no_patch_tokens_are_computed(world_locators: dict[str, Locator]) -> None:
+    """Patch tokens serve the token map and the matching shortlist; with neither, preparing a frame skips them."""
+    config = world_locators["windows"].config.with_overrides(matching="crops")
+    locator = Locator(config)
+    scene = generate_scene(SEED, 2, (640, 480), split="val")
+    frame = locator.prepare(scene.image)
+    assert frame.patch_tokens is None and "patch_tokens" not in frame.timings_ms
+    assert frame.windows is not None
+    assert world_locators["windows"].prepare(scene.image).patch_tokens is not None  # the shortlist's

@@ -117,7 +117,7 @@ class Locator:
             self.proposer.warm_up_decoder(embedding)  # on a GPU, the decoder's CUDA graphs
             self.matcher.warm_up_image_graphs()  # and the image tower's
             text = self.matcher.encode_text("warm-up object")
-            if self.config.mode == "fast" or self.config.matching == "shortlist":
+            if self._uses_patch_tokens():
                 self.matcher.similarity_map(frame, text, scenery=self._background)
             if self.config.mode == "fast" and self.config.fast_map == "windows":
                 self._windows(frame, None)
@@ -134,7 +134,7 @@ class Locator:
                 self._frames.move_to_end(key)
                 return cached
             embedding = self.proposer.embed(image)
-            if self.config.mode == "fast" or self.config.matching == "shortlist":
+            if self._uses_patch_tokens():
                 # CLIP's share of the frame, so a prepared frame starts at the proposals in both modes.
                 started = time.perf_counter()
                 embedding.patch_tokens = self.matcher.patch_tokens(image)
@@ -443,6 +443,10 @@ class Locator:
             heat = self.matcher.similarity_map(image, text, self._tokens(image, frame), scenery=self._background)
             points = peak_points(heat, image.shape[:2], self.config.fast_points)
         return self.proposer.propose_points(frame, points)
+
+    def _uses_patch_tokens(self) -> bool:
+        """Fast mode's token map and the matching shortlist read the frame's CLIP patch tokens."""
+        return (self.config.mode == "fast" and self.config.fast_map == "tokens") or self.config.matching == "shortlist"
 
     def _windows(self, image: np.ndarray, frame: FrameEmbedding | None) -> WindowEmbeddings:
         """The frame's CLIP window embeddings (window_map), computed once per prepared frame."""
