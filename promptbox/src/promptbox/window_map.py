@@ -5,9 +5,10 @@ The patch-token map (Matcher.similarity_map) reads each ViT patch through MaskCL
 trained for; where its peaks miss the object, fast mode's prompts miss it and the goal goes on to exact mode's grid.
 A window is a plain square crop, what CLIP was trained on, so its embedding scores the phrase as a crop is scored.
 The cost is one image-tower pass per window, once per frame (every phrase asked on the frame reuses them): a few
-batches on a GPU, but on a CPU a real TinyCLIP crop costs about as much as the whole patch-token pass, so tens of
-windows would cost seconds. It is an option, not the default: on the world its prompts land on the target more often
-and fast mode falls back less, but its answers were no better and it boxed more wrong regions (README, Performance).
+batches on a GPU, but on a CPU a real TinyCLIP crop costs a third of the whole patch-token pass (50 tokens against
+144 at 384 px), so tens of windows cost many such passes: seconds. It is an option, not the default: on the world
+its prompts land on the target more often and fast mode falls back less, but its answers were no better and it
+boxed more wrong regions (README, Performance).
 """
 
 from __future__ import annotations
