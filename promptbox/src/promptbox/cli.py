@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     add_matching_arguments(locate)
     add_backend_argument(locate)
     add_fast_fallback_argument(locate)
+    add_fast_map_arguments(locate)
     locate.add_argument(
         "--amg",
         action="append",
@@ -231,11 +232,15 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_fast_fallback_argument(parser: argparse.ArgumentParser) -> None:
-    """--no-fast-fallback, --fast-map and --map-window, for locate and eval."""
+    """--no-fast-fallback, for locate and eval."""
     parser.add_argument("--no-fast-fallback", dest="fast_fallback", action="store_false",
                         help="fast mode: answer from the similarity map's prompts alone, even 'not found' (default: "
                              "when nothing they propose passes --min-score, go on with exact mode's grid); a spatial "
                              "qualifier or a relation is matched on exact mode's masks either way")
+
+
+def add_fast_map_arguments(parser: argparse.ArgumentParser) -> None:
+    """--fast-map and --map-window, for locate and eval."""
     from promptbox.config import FAST_MAPS, LocatorConfig
 
     defaults = LocatorConfig()

@@ -119,7 +119,7 @@ class Locator:
             text = self.matcher.encode_text("warm-up object")
             if self._uses_patch_tokens():
                 self.matcher.similarity_map(frame, text, scenery=self._background)
-            if self.config.mode == "fast" and self.config.fast_map == "windows":
+            if self._uses_windows():
                 self._windows(frame, None)
             self.matcher.encode_regions(frame, np.array([[0.0, 0.0, 63.0, 63.0]]), None)  # one crop's worth
 
@@ -139,7 +139,7 @@ class Locator:
                 started = time.perf_counter()
                 embedding.patch_tokens = self.matcher.patch_tokens(image)
                 embedding.timings_ms["patch_tokens"] = (time.perf_counter() - started) * 1000.0
-            if self.config.mode == "fast" and self.config.fast_map == "windows":
+            if self._uses_windows():
                 started = time.perf_counter()
                 self._windows(image, embedding)
                 embedding.timings_ms["windows"] = (time.perf_counter() - started) * 1000.0
@@ -447,6 +447,10 @@ class Locator:
     def _uses_patch_tokens(self) -> bool:
         """Fast mode's token map and the matching shortlist read the frame's CLIP patch tokens."""
         return (self.config.mode == "fast" and self.config.fast_map == "tokens") or self.config.matching == "shortlist"
+
+    def _uses_windows(self) -> bool:
+        """Fast mode's window map reads the frame's CLIP windows."""
+        return self.config.mode == "fast" and self.config.fast_map == "windows"
 
     def _windows(self, image: np.ndarray, frame: FrameEmbedding | None) -> WindowEmbeddings:
         """The frame's CLIP window embeddings (window_map), computed once per prepared frame."""

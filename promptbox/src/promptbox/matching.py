@@ -295,13 +295,20 @@ class Matcher:
             tokens = self.patch_tokens(image_rgb)
         elif tokens.frame_size != tuple(np.shape(image_rgb)[:2]):
             raise ValueError(f"tokens: computed for a {tokens.frame_size} frame, not {np.shape(image_rgb)[:2]}")
-        patches = tokens.tokens
-        similarity = patches @ text.vector.to(patches.device, torch.float32)
-        if scenery is not None:
-            if scenery.ndim != 2 or scenery.shape[0] == 0 or scenery.shape[1] != patches.shape[-1]:
-                raise ValueError(f"scenery: shape {tuple(scenery.shape)}; accepted: (B, {patches.shape[-1]}), B >= 1")
-            similarity = similarity - (patches @ scenery.to(patches.device, torch.float32).T).amax(dim=-1)
-        return similarity.cpu().numpy().astype(np.float32)
+        return over_scenery(tokens.tokens, text.vector, scenery).cpu().numpy().astype(np.float32)
+
+
+def over_scenery(vectors: torch.Tensor, text: torch.Tensor, scenery: torch.Tensor | None) -> torch.Tensor:
+    """Each unit image vector's (..., D) cosine to the phrase (`text`, (D,) unit), less its highest cosine to the
+    `scenery` phrases ((B, D) unit) when given: how much more it looks like the phrase than like table or wall. The
+    score of fast mode's maps, patch tokens (Matcher.similarity_map) and windows (window_map)."""
+    vectors = vectors.float()
+    similarity = vectors @ text.to(vectors)
+    if scenery is None:
+        return similarity
+    if scenery.ndim != 2 or scenery.shape[0] == 0 or scenery.shape[1] != vectors.shape[-1]:
+        raise ValueError(f"scenery: shape {tuple(scenery.shape)}; accepted: (B, {vectors.shape[-1]}), B >= 1")
+    return similarity - (vectors @ scenery.to(vectors).T).amax(dim=-1)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from promptbox.matching import over_scenery
+
 
 @dataclass(frozen=True)
 class WindowGrid:
@@ -67,9 +69,5 @@ class WindowEmbeddings:
 def window_heat(windows: WindowEmbeddings, text: torch.Tensor, scenery: torch.Tensor) -> np.ndarray:
     """(rows, cols) each window's cosine to the phrase (`text`, (D,) unit) less its highest cosine to the scenery
     phrases (`scenery`, (B, D) unit): as the patch-token map, how much more the window looks like the phrase than
-    like table or background."""
-    if scenery.ndim != 2 or scenery.shape[0] == 0 or scenery.shape[1] != windows.vectors.shape[-1]:
-        raise ValueError(f"scenery: shape {tuple(scenery.shape)}; accepted: (B, {windows.vectors.shape[-1]}), B >= 1")
-    vectors = windows.vectors.float()
-    score = vectors @ text.to(vectors) - (vectors @ scenery.to(vectors).T).amax(dim=-1)
-    return score.reshape(windows.grid.shape).cpu().numpy()
+    like table or background (matching.over_scenery)."""
+    return over_scenery(windows.vectors, text, scenery).reshape(windows.grid.shape).cpu().numpy()

@@ -42,11 +42,17 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sam-checkpoint", help="path to mobile_sam.pt (default: resolve, see README)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--min-score", type=float, default=None, help="calibrated score below which: not found")
-    from promptbox.cli import add_backend_argument, add_fast_fallback_argument, add_matching_arguments
+    from promptbox.cli import (
+        add_backend_argument,
+        add_fast_fallback_argument,
+        add_fast_map_arguments,
+        add_matching_arguments,
+    )
 
     add_matching_arguments(parser)
     add_backend_argument(parser)
     add_fast_fallback_argument(parser)
+    add_fast_map_arguments(parser)
     parser.add_argument("--amg", action="append", default=[], metavar="NAME=VALUE",
                         help="an AMG setting, e.g. --amg points_per_side=8 (repeatable)")
     parser.add_argument("--random-weights", action="store_true",
