@@ -162,3 +162,13 @@ def test_no_fast_fallback_reaches_the_workers():
     off = runner._jobs(bench_options.options_from_args(_parse(["--no-fast-fallback"])), workload, 0, None, "m")
     assert all(job["locator"]["fast_fallback"] is True for job in default.values())
     assert all(job["locator"]["fast_fallback"] is False for job in off.values())
+
+
+def test_fast_map_reaches_the_workers_and_the_summary():
+    workload = workloads.Workload(label="x", frames=(), size=(160, 120))
+    default = runner._jobs(bench_options.options_from_args(_parse([])), workload, 0, None, "m")
+    windows = runner._jobs(bench_options.options_from_args(_parse(["--fast-map", "windows"])), workload, 0, None, "m")
+    assert all(job["locator"]["fast_map"] == "tokens" for job in default.values())
+    assert all(job["locator"]["fast_map"] == "windows" for job in windows.values())
+    with pytest.raises(SystemExit):
+        _parse(["--fast-map", "grid"])

@@ -47,3 +47,12 @@ def test_with_mode_shares_the_loaded_parts():
         assert getattr(fast, name) is getattr(base, name)
     with pytest.raises(ValueError, match="mode='slow' is not supported"):
         base.with_mode("slow")
+
+
+def test_fast_map_options_reach_the_config():
+    from promptbox.evaluation.cli import _config, _eval_parser
+
+    default = _config(_eval_parser().parse_args(["somewhere"]), "fast")
+    assert (default.fast_map, default.map_window) == ("tokens", 0.2)
+    args = _eval_parser().parse_args(["somewhere", "--fast-map", "windows", "--map-window", "0.3"])
+    assert (_config(args, "fast").fast_map, _config(args, "fast").map_window) == ("windows", 0.3)

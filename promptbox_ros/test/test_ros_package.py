@@ -182,6 +182,16 @@ def test_every_core_setting_is_a_parameter_with_a_description():
     assert all(spec.description for spec in PARAMETERS.values())
 
 
+def test_the_fast_map_parameters_reach_the_core_config():
+    from promptbox_ros.locate_node import PARAMETERS
+    from promptbox_ros.parameters import locator_config
+
+    values = {name: spec.default for name, spec in PARAMETERS.items()}
+    assert (locator_config(values).fast_map, locator_config(values).map_window) == ("tokens", 0.2)
+    config = locator_config({**values, "fast_map": "windows", "map_window": 0.3})
+    assert (config.fast_map, config.map_window) == ("windows", 0.3)
+
+
 def test_every_depth_setting_is_a_parameter_and_bad_ones_name_it():
     from dataclasses import fields
 
