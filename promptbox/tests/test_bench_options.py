@@ -168,7 +168,7 @@ def test_fast_map_reaches_the_workers_and_the_summary():
     workload = workloads.Workload(label="x", frames=(), size=(160, 120))
     default = runner._jobs(bench_options.options_from_args(_parse([])), workload, 0, None, "m")
     windows = runner._jobs(bench_options.options_from_args(_parse(["--fast-map", "windows"])), workload, 0, None, "m")
-    assert all(job["locator"]["fast_map"] == "tokens" for job in default.values())
+    assert all(job["locator"]["fast_map"] == "auto" for job in default.values())  # the worker's device resolves it
     assert all(job["locator"]["fast_map"] == "windows" for job in windows.values())
     with pytest.raises(SystemExit):
         _parse(["--fast-map", "grid"])

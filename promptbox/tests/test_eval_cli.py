@@ -53,6 +53,6 @@ def test_fast_map_options_reach_the_config():
     from promptbox.evaluation.cli import _config, _eval_parser
 
     default = _config(_eval_parser().parse_args(["somewhere"]), "fast")
-    assert (default.fast_map, default.map_window) == ("tokens", 0.2)
+    assert (default.fast_map, default.map_window) == ("auto", 0.2)
     args = _eval_parser().parse_args(["somewhere", "--fast-map", "windows", "--map-window", "0.3"])
     assert (_config(args, "fast").fast_map, _config(args, "fast").map_window) == ("windows", 0.3)

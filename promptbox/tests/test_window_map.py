@@ -1,6 +1,6 @@
-"""Fast mode's window map (`fast_map: windows`): the windows' geometry, their heat against scenery, and, with the
-world weights on the bench's mug frame (seed 20261124, scene 1), prompts that reach a mug where the patch-token
-map's do not."""
+"""Fast mode's window map (`fast_map: windows`, and `both` with the patch-token map, auto's choice on a GPU): the
+windows' geometry, their heat against scenery, and, with the world weights on the bench's mug frame (seed 20261124,
+scene 1), prompts that reach a mug where the patch-token map's do not."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from promptbox.config import LocatorConfig
+from promptbox.config import LocatorConfig, fast_map_on
 from promptbox.detection import Detection, NotFound
 from promptbox.locator import Locator
 from promptbox.map_peaks import peak_cells
@@ -52,8 +52,18 @@ def test_a_window_share_outside_zero_to_one_is_refused(share: float) -> None:
 
 
 def test_an_unknown_map_is_refused() -> None:
-    with pytest.raises(ValueError, match="fast_map='grid' is not supported; accepted: tokens, windows"):
+    with pytest.raises(ValueError, match="fast_map='grid' is not supported; accepted: auto, tokens, windows, both"):
         LocatorConfig(fast_map="grid")
+
+
+@pytest.mark.parametrize(("fast_map", "device", "used"), [
+    ("auto", "cpu", "tokens"), ("auto", "cuda", "both"), ("auto", "cuda:1", "both"),
+    ("windows", "cpu", "windows"), ("tokens", "cuda", "tokens"), ("both", "cpu", "both"),
+])
+def test_auto_is_both_maps_on_a_gpu_and_the_token_map_on_a_cpu(fast_map: str, device: str, used: str) -> None:
+    assert fast_map_on(fast_map, device) == used
+    assert LocatorConfig(fast_map=fast_map, device=device).resolved_fast_map == used
+    assert LocatorConfig().fast_map == "auto"
 
 
 def test_the_heat_is_the_phrase_over_scenery_and_peaks_at_its_window() -> None:
@@ -78,7 +88,7 @@ def world_locators() -> dict[str, Locator]:
     """Fast mode without the fallback, so an answer is the map's prompts' own; one per map."""
     base = LocatorConfig(sam_checkpoint=str(WEIGHTS / "mobile_sam.pt"), clip_model=str(WEIGHTS / "world-clip"),
                          mode="fast", fast_fallback=False)
-    return {name: Locator(base.with_overrides(fast_map=name)) for name in ("tokens", "windows")}
+    return {name: Locator(base.with_overrides(fast_map=name)) for name in ("tokens", "windows", "both", "auto")}
 
 
 def test_the_window_map_prompts_a_mug_the_token_map_misses(world_locators: dict[str, Locator]) -> None:
@@ -118,3 +128,38 @@ def test_with_windows_and_crops_no_patch_tokens_are_computed(world_locators: dic
     assert frame.patch_tokens is None and "patch_tokens" not in frame.timings_ms
     assert frame.windows is not None
     assert world_locators["windows"].prepare(scene.image).patch_tokens is not None  # the shortlist's
+
+
+def test_both_maps_prompt_at_each_maps_peaks(world_locators: dict[str, Locator],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`both` decodes the token map's fast_points peaks and the windows' (in that order), so it keeps the token
+    map's prompts and adds the windows' mug."""
+    scene = generate_scene(SEED, 1, (640, 480), split="val")
+    prompted: dict[str, np.ndarray] = {}
+    answers = {}
+    for name in ("tokens", "windows", "both"):
+        locator = world_locators[name]
+        original = locator.proposer.propose_points
+
+        def spy(frame, points, name=name, original=original):
+            prompted[name] = points
+            return original(frame, points)
+
+        monkeypatch.setattr(locator.proposer, "propose_points", spy)
+        answers[name] = locator.locate(scene.image, "please take the mug")
+    k = world_locators["both"].config.fast_points
+    assert prompted["tokens"].shape == prompted["windows"].shape == (k, 2)
+    np.testing.assert_array_equal(prompted["both"], np.concatenate([prompted["tokens"], prompted["windows"]]))
+    assert isinstance(answers["tokens"], NotFound)  # the case: only the windows' prompts reach a mug
+    assert isinstance(answers["both"], Detection), answers["both"].reason
+    assert answers["both"].box_xyxy == answers["windows"].box_xyxy
+    frame = world_locators["both"].prepare(scene.image)
+    assert frame.windows is not None and frame.patch_tokens is not None
+
+
+def test_auto_on_a_cpu_is_the_token_map(world_locators: dict[str, Locator]) -> None:
+    auto = world_locators["auto"]
+    assert auto.config.device == "cpu" and "(tokens map)" in auto.describe()
+    scene = generate_scene(SEED, 1, (640, 480), split="val")
+    assert auto.prepare(scene.image).windows is None  # a real CLIP's windows would cost seconds here
+    assert isinstance(auto.locate(scene.image, "please take the mug"), NotFound)  # as the token map: no fallback

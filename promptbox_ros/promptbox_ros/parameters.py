@@ -42,10 +42,11 @@ PARAMETERS: dict[str, Spec] = {
     "mode": Spec(_CORE.mode, "exact: the AMG mask set with less work; fast: text-guided point prompts; upstream",
                  choices=("exact", "fast", "upstream")),
     "fast_points": Spec(_CORE.fast_points, "fast mode: point prompts placed at text-similarity peaks", 1, 256),
-    "fast_map": Spec(_CORE.fast_map, "fast mode's similarity map: tokens (CLIP's patch tokens) or windows (square "
-                     "CLIP crops over the frame, once per frame: for a GPU)", choices=FAST_MAPS),
-    "map_window": Spec(_CORE.map_window, "fast_map windows: a window's side as a share of the frame's longest side",
-                       0.01, 1.0),
+    "fast_map": Spec(_CORE.fast_map, "fast mode's similarity map: tokens (CLIP's patch tokens), windows (square "
+                     "CLIP crops over the frame, once per frame), both, or auto: both on a GPU, tokens on a CPU",
+                     choices=FAST_MAPS),
+    "map_window": Spec(_CORE.map_window, "fast_map windows or both: a window's side as a share of the frame's "
+                       "longest side", 0.01, 1.0),
     "fast_fallback": Spec(_CORE.fast_fallback, "fast mode: when nothing its prompts propose passes min_score, go on "
                           "with exact mode's grid, coarse to fine, until a stage answers; false: their answer stands "
                           "(a spatial qualifier or a relation uses exact mode's masks either way)"),

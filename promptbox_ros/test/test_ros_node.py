@@ -288,7 +288,7 @@ def test_stale_frames_are_refused_and_a_goal_can_wait_for_a_new_one(ros_context,
 @pytest.mark.parametrize("name, value, accepted", [
     ("part_margin", -1.0, "part_margin=-1.0 is out of range; accepted: a number from 0 to 1"),
     ("fast_points", 0, "fast_points=0 is out of range; accepted: an integer from 1 to 256"),
-    ("fast_map", "grid", "fast_map='grid' is not supported; accepted: tokens, windows"),
+    ("fast_map", "grid", "fast_map='grid' is not supported; accepted: auto, tokens, windows, both"),
     ("map_window", 0.0, "map_window=0.0 is out of range; accepted: a number from 0.01 to 1"),
     ("threads", -3, "threads=-3 is out of range; accepted: an integer from 0 to 1024"),
     ("top_k", 10**6, "top_k=1000000 is out of range; accepted: an integer from 1 to 100"),

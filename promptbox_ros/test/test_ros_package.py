@@ -187,7 +187,7 @@ def test_the_fast_map_parameters_reach_the_core_config():
     from promptbox_ros.parameters import locator_config
 
     values = {name: spec.default for name, spec in PARAMETERS.items()}
-    assert (locator_config(values).fast_map, locator_config(values).map_window) == ("tokens", 0.2)
+    assert (locator_config(values).fast_map, locator_config(values).map_window) == ("auto", 0.2)
     config = locator_config({**values, "fast_map": "windows", "map_window": 0.3})
     assert (config.fast_map, config.map_window) == ("windows", 0.3)
 

@@ -245,8 +245,9 @@ def add_fast_map_arguments(parser: argparse.ArgumentParser) -> None:
 
     defaults = LocatorConfig()
     parser.add_argument("--fast-map", default=defaults.fast_map, choices=FAST_MAPS,
-                        help="fast mode's similarity map: tokens (CLIP's patch tokens, default) or windows (square "
-                             "CLIP crops over the frame: for a GPU; on a CPU a real CLIP's windows cost seconds)")
+                        help="fast mode's similarity map: tokens (CLIP's patch tokens), windows (square CLIP crops "
+                             "over the frame: on a CPU a real CLIP's windows cost seconds), both, or auto (default: "
+                             "both on a GPU, tokens on a CPU)")
     parser.add_argument("--map-window", type=float, default=defaults.map_window,
                         help=f"fast mode's windows: their side as a share of the frame's longest side "
                              f"(default {defaults.map_window})")

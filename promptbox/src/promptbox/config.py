@@ -11,7 +11,7 @@ DEVICES = ("cpu", "cuda")
 # with the decoder and CLIP towers int8-quantised (onnx_runtime.py).
 ENCODER_BACKENDS = ("torch", "onnx", "onnx-int8")
 MATCHING = ("shortlist", "crops")
-FAST_MAPS = ("tokens", "windows")  # fast mode's similarity map (window_map.py)
+FAST_MAPS = ("auto", "tokens", "windows", "both")  # fast mode's similarity map (window_map.py, fast_map_on)
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,10 @@ class LocatorConfig:
     top_k: int = 5
     part_margin: float = 0.02  # a containing mask beats its part if its similarity is within this of the part's
     fast_points: int = 6  # fast mode: point prompts at the peaks of the phrase's similarity (against scenery)
-    # Fast mode's similarity map: "tokens" (CLIP's patch tokens, one pass per frame) or "windows" (square crops
-    # `map_window` of the frame's longest side wide, half a window apart, one image-tower pass each per frame: a
-    # GPU's option, see window_map.py for what it costs and gains).
-    fast_map: str = "tokens"
+    # Fast mode's similarity map: "tokens" (CLIP's patch tokens, one pass per frame), "windows" (square crops
+    # `map_window` of the frame's longest side wide, half a window apart, one image-tower pass each per frame: see
+    # window_map.py for what it costs and gains), "both" (each map's fast_points peaks), or "auto" (fast_map_on).
+    fast_map: str = "auto"
     map_window: float = 0.2
     # Fast mode answers from its prompts when one of their regions passes min_score; otherwise it goes on with exact
     # mode's grid on the same frame (decoded once per frame), so a target the similarity map missed is still
@@ -86,6 +86,11 @@ class LocatorConfig:
         if self.amg.points_per_side < 1:
             raise ValueError(f"amg.points_per_side={self.amg.points_per_side!r} must be at least 1")
 
+    @property
+    def resolved_fast_map(self) -> str:
+        """The map fast mode uses on this config's device ("auto" resolved)."""
+        return fast_map_on(self.fast_map, self.device)
+
     def with_overrides(self, **overrides: Any) -> LocatorConfig:
         """A copy with top-level or `amg_<name>` fields replaced; unknown names are an error."""
         amg_names = {f.name for f in fields(AmgSettings)}
@@ -101,6 +106,15 @@ class LocatorConfig:
         if amg_changes:
             top_changes["amg"] = replace(top_changes.get("amg", self.amg), **amg_changes)
         return replace(self, **top_changes)
+
+
+def fast_map_on(fast_map: str, device: str) -> str:
+    """`fast_map` with "auto" resolved for `device`: "both" on a GPU, where the windows cost a few batches once per
+    frame and fast mode falls back to the grid less often; "tokens" on a CPU, where a real TinyCLIP's windows would
+    cost seconds per frame (window_map.py)."""
+    if fast_map != "auto":
+        return fast_map
+    return "both" if device.startswith("cuda") else "tokens"
 
 
 def _check_choice(name: str, value: str, accepted: tuple[str, ...]) -> None:

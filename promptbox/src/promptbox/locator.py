@@ -86,7 +86,7 @@ class Locator:
         masks = getattr(self.proposer, "tag", "") or "MobileSAM vit_t"
         line = (
             f"{masks} + CLIP {self.config.clip_model}, mode {self.config.mode}"
-            f"{f' ({self.config.fast_map} map)' if self.config.mode == 'fast' else ''}, "
+            f"{f' ({self.config.resolved_fast_map} map)' if self.config.mode == 'fast' else ''}, "
             f"device {self.config.device}, loaded in {self.load_seconds:.1f} s"
         )
         if self.random_weights:
@@ -435,22 +435,24 @@ class Locator:
     def _map_proposals(self, image: np.ndarray, frame: FrameEmbedding, text) -> Proposals:
         """Fast mode's prompts: only where CLIP sees the phrase more than it sees scenery, not over a whole grid.
         Raw cosine peaks on the table as often as on the object (CLIP puts every patch near every phrase)."""
-        if self.config.fast_map == "windows":
-            windows = self._windows(image, frame)
-            heat = window_heat(windows, text.vector, self._background)
-            points = windows.grid.points(peak_cells(heat, self.config.fast_points))
-        else:
+        fast_map, k = self.config.resolved_fast_map, self.config.fast_points
+        points = []
+        if fast_map in ("tokens", "both"):
             heat = self.matcher.similarity_map(image, text, self._tokens(image, frame), scenery=self._background)
-            points = peak_points(heat, image.shape[:2], self.config.fast_points)
-        return self.proposer.propose_points(frame, points)
+            points.append(peak_points(heat, image.shape[:2], k))
+        if fast_map in ("windows", "both"):
+            windows = self._windows(image, frame)
+            points.append(windows.grid.points(peak_cells(window_heat(windows, text.vector, self._background), k)))
+        return self.proposer.propose_points(frame, np.concatenate(points))
 
     def _uses_patch_tokens(self) -> bool:
         """Fast mode's token map and the matching shortlist read the frame's CLIP patch tokens."""
-        return (self.config.mode == "fast" and self.config.fast_map == "tokens") or self.config.matching == "shortlist"
+        token_map = self.config.mode == "fast" and self.config.resolved_fast_map in ("tokens", "both")
+        return token_map or self.config.matching == "shortlist"
 
     def _uses_windows(self) -> bool:
         """Fast mode's window map reads the frame's CLIP windows."""
-        return self.config.mode == "fast" and self.config.fast_map == "windows"
+        return self.config.mode == "fast" and self.config.resolved_fast_map in ("windows", "both")
 
     def _windows(self, image: np.ndarray, frame: FrameEmbedding | None) -> WindowEmbeddings:
         """The frame's CLIP window embeddings (window_map), computed once per prepared frame."""

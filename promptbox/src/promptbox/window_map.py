@@ -6,9 +6,10 @@ trained for; where its peaks miss the object, fast mode's prompts miss it and th
 A window is a plain square crop, what CLIP was trained on, so its embedding scores the phrase as a crop is scored.
 The cost is one image-tower pass per window, once per frame (every phrase asked on the frame reuses them): a few
 batches on a GPU, but on a CPU a real TinyCLIP crop costs a third of the whole patch-token pass (50 tokens against
-144 at 384 px), so tens of windows cost many such passes: seconds. It is an option, not the default: on the world
-its prompts land on the target more often and fast mode falls back less, but its answers were no better and it
-boxed more wrong regions (README, Performance).
+144 at 384 px), so tens of windows cost many such passes: seconds. Alone, its prompts land on the target more often
+and fast mode falls back less, but on the world its answers were no better and it boxed more wrong regions. With the
+token map's prompts beside its own (`both`), fast mode keeps what either finds: that is `auto` on a GPU, while a CPU
+keeps the token map alone (config.fast_map_on; README, Performance).
 """
 
 from __future__ import annotations

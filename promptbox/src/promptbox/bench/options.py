@@ -39,7 +39,7 @@ class BenchOptions:
     decoder_prompts: int = 16  # prompts for the per-prompt decoder comparison; 0 skips it
     amg: tuple[tuple[str, object], ...] = ()  # other AmgSettings fields for promptbox's modes, e.g. full grid
     fast_fallback: bool = True  # LocatorConfig.fast_fallback for the fast modes
-    fast_map: str = "tokens"  # LocatorConfig.fast_map for the fast modes
+    fast_map: str = "auto"  # LocatorConfig.fast_map for the fast modes
 
     def __post_init__(self) -> None:
         _at_least("--scenes", self.scenes, 1)
@@ -112,8 +112,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--no-fast-fallback", dest="fast_fallback", action="store_false",
                         help="fast modes answer from the similarity map's prompts alone (default: they fall back to "
                              "exact mode's grid when nothing those prompts propose passes min_score)")
-    models.add_argument("--fast-map", choices=FAST_MAPS, default="tokens",
-                        help="fast modes' similarity map: tokens (default) or windows (LocatorConfig.fast_map)")
+    models.add_argument("--fast-map", choices=FAST_MAPS, default="auto",
+                        help="fast modes' similarity map: tokens, windows, both, or auto (default: both on a GPU, "
+                             "tokens on a CPU; LocatorConfig.fast_map)")
     models.add_argument("--thresholds", choices=THRESHOLDS, default="auto",
                         help="AMG IoU/stability thresholds: seed (0.8/0.85), zero (keep every mask), auto: zero iff "
                              "weights are random")

@@ -16,6 +16,7 @@ import numpy as np
 from promptbox.bench.modes import MATCH_IOU, MODE_LABELS, MODES, box_iou, matched_fraction
 from promptbox.bench.options import BenchOptions
 from promptbox.bench.workloads import Workload, images_workload, resolve_weights, world_workload
+from promptbox.config import fast_map_on
 
 WORKER = "promptbox.bench.worker"
 
@@ -132,7 +133,7 @@ def _summarise(options: BenchOptions, workload: Workload, results: dict[str, dic
             "amg": any_result["amg"],
             "fast_points": any_result["fast_points"],
             "fast_fallback": options.fast_fallback,
-            "fast_map": options.fast_map,
+            "fast_map": fast_map_on(options.fast_map, options.device),  # "auto" as the device resolves it
             "repeats": {"fast": options.repeats, "exact": options.exact_repeats, "seed": 1},
             "seed_frames": seed_frames,
             "random_weights": any_result["random_weights"],

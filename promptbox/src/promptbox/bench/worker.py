@@ -48,7 +48,7 @@ def run_job(job: dict) -> dict:
         encoder_backend="torch" if mode == "seed" else settings["encoder_backend"],
         amg=AmgSettings(points_per_side=settings["points_per_side"], **settings.get("amg", {})),
         fast_fallback=settings.get("fast_fallback", True),
-        fast_map=settings.get("fast_map", "tokens"),
+        fast_map=settings.get("fast_map", "auto"),
     ).with_overrides(**overrides)
     locator = Locator(config)
     thresholds = job["thresholds"]
