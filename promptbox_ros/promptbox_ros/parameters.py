@@ -41,7 +41,8 @@ PARAMETERS: dict[str, Spec] = {
     "allow_random_weights": Spec(False, "run on random-init models when checkpoints are missing (plumbing tests only)"),
     "mode": Spec(_CORE.mode, "exact: the AMG mask set with less work; fast: text-guided point prompts; upstream",
                  choices=("exact", "fast", "upstream")),
-    "fast_points": Spec(_CORE.fast_points, "fast mode: point prompts placed at text-similarity peaks", 1, 256),
+    "fast_points": Spec(_CORE.fast_points, "fast mode: point prompts placed at text-similarity peaks, per map", 1,
+                        256),
     "fast_map": Spec(_CORE.fast_map, "fast mode's similarity map: tokens (CLIP's patch tokens), windows (square "
                      "CLIP crops over the frame, once per frame), both, or auto: both on a GPU, tokens on a CPU",
                      choices=FAST_MAPS),

@@ -46,7 +46,7 @@ class LocatorConfig:
     min_score: float = 0.5  # calibrated confidence (share against competing names) below which: NotFound
     top_k: int = 5
     part_margin: float = 0.02  # a containing mask beats its part if its similarity is within this of the part's
-    fast_points: int = 6  # fast mode: point prompts at the peaks of the phrase's similarity (against scenery)
+    fast_points: int = 6  # fast mode: point prompts at the peaks of the phrase's similarity (against scenery), per map
     # Fast mode's similarity map: "tokens" (CLIP's patch tokens, one pass per frame), "windows" (square crops
     # `map_window` of the frame's longest side wide, half a window apart, one image-tower pass each per frame: see
     # window_map.py for what it costs and gains), "both" (each map's fast_points peaks), or "auto" (fast_map_on).
