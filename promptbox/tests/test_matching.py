@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from promptbox import region_crops
 from promptbox.masks import BoxMasks
 from promptbox.matching import PROMPT_TEMPLATES, Matcher, TextEmbedding
 
@@ -124,13 +125,15 @@ def test_pixels_outside_the_mask_do_not_matter(matcher: Matcher) -> None:
 
 def test_crop_is_clip_normalised_and_grey_outside_the_mask(matcher: Matcher) -> None:
     image = np.full((64, 64, 3), (200, 100, 50), dtype=np.uint8)
-    crop = matcher._crops(matcher._normalised(image), np.array([[16.0, 16.0, 48.0, 48.0]]), None, 0)[0]
+    crop = region_crops.crops(matcher._normalised(image), np.array([[16.0, 16.0, 48.0, 48.0]]), None, 0,
+                              matcher.context_pad, matcher.image_size)[0]
     mean, std = np.array([0.48145466, 0.4578275, 0.40821073]), np.array([0.26862954, 0.2613026, 0.2757771])
     expected = torch.tensor((np.array([200, 100, 50]) / 255 - mean) / std, dtype=torch.float32)
     assert crop.shape == (3, matcher.image_size, matcher.image_size)
     assert torch.allclose(crop, expected.view(3, 1, 1).expand_as(crop), atol=1e-5)
     nothing = BoxMasks.from_dense(np.zeros((1, 64, 64), dtype=bool))
-    masked = matcher._crops(matcher._normalised(image), np.array([[16, 16, 48, 48]]), nothing, 0)
+    masked = region_crops.crops(matcher._normalised(image), np.array([[16, 16, 48, 48]]), nothing, 0,
+                                matcher.context_pad, matcher.image_size)
     assert torch.count_nonzero(masked) == 0
 
 
@@ -140,11 +143,12 @@ def test_crops_of_one_size_gathered_are_the_crops_one_by_one(matcher: Matcher) -
     normalised = matcher._normalised(frame(seed=4))
     centres = np.array([[4.0, 6.0], [60.0, 40.0], [150.0, 110.0], [30.5, 50.25]])
     boxes = np.concatenate([centres - 20, centres + 20], axis=1)  # 40 px each, two reach outside the frame
-    squares = [matcher._square(box) for box in boxes]
+    squares = [region_crops.square_around(box, matcher.context_pad) for box in boxes]
     assert len({side for _, _, side in squares}) == 1
     assert any(left < 0 or top < 0 or left + side > 160 or top + side > 120 for left, top, side in squares)
-    one_by_one = torch.cat([matcher._crop(normalised, square, None, i) for i, square in enumerate(squares)])
-    gathered = matcher._crops(normalised, boxes, None, 0)
+    size = matcher.image_size
+    one_by_one = torch.cat([region_crops.crop(normalised, square, None, i, size) for i, square in enumerate(squares)])
+    gathered = region_crops.crops(normalised, boxes, None, 0, matcher.context_pad, size)
     assert gathered.shape == one_by_one.shape == (4, 3, matcher.image_size, matcher.image_size)
     assert torch.allclose(gathered, one_by_one, atol=1e-6)
     assert torch.count_nonzero(gathered[0, :, :4, :4]) == 0  # the first window's corner lies outside the frame

@@ -1,9 +1,8 @@
-"""CLIP matching: phrase embeddings (prompt ensemble, cached), region embeddings of masked crops, and a coarse
-text-similarity map of a whole frame for fast mode's prompt placement."""
+"""CLIP matching: phrase embeddings (prompt ensemble, cached), region embeddings of masked crops (region_crops), and
+a coarse text-similarity map of a whole frame for fast mode's prompt placement."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -16,16 +15,12 @@ import torch.nn.functional as F
 from transformers import CLIPModel
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from promptbox import onnx_runtime
+from promptbox import onnx_runtime, region_crops
 from promptbox.batch_graphs import SIZES as GRAPH_SIZES
 from promptbox.batch_graphs import BatchGraphs
 from promptbox.config import ENCODER_BACKENDS
 from promptbox.image import check_image
 from promptbox.masks import BoxMasks
-
-# Unmasked crops of one size are gathered as one batch up to this many source pixels a crop batch (32 windows of
-# 128 px: 0.5 M); larger ones go one by one, so a batch of large crops never holds a frame's worth of pixels each.
-_GATHER_PIXELS = 2**21
 
 # Prompt ensemble (from CLIP's ImageNet templates, the ones that suit single objects on a table): averaging
 # over phrasings makes the phrase vector less sensitive to any one wording.
@@ -196,52 +191,14 @@ class Matcher:
             out = []
             for start in range(0, len(boxes), self.batch_size):
                 stop = min(start + self.batch_size, len(boxes))
-                out.append(self._image_features(self._crops(frame, boxes[start:stop], masks, start)))
+                batch = region_crops.crops(frame, boxes[start:stop], masks, start, self.context_pad, self.image_size)
+                out.append(self._image_features(batch))
         return torch.cat(out)  # outside inference_mode: a normal tensor callers may modify in place
 
     def _normalised(self, image: np.ndarray) -> torch.Tensor:
         """The frame as one (3, H, W) float tensor in CLIP's normalised space, where 0 is CLIP's mean colour."""
         pixels = torch.from_numpy(image).to(self.device).permute(2, 0, 1).float().div_(255.0)
         return (pixels - self._mean) / self._std
-
-    def _crops(self, frame: torch.Tensor, boxes: np.ndarray, masks: BoxMasks | None, first: int) -> torch.Tensor:
-        """(B, 3, S, S) crops of `boxes` (mask `first + i` over crop i). Unmasked crops of one size (fast mode's
-        windows) are gathered and resized as one batch: the same pixels, without a resize call per crop."""
-        squares = [self._square(box) for box in boxes]
-        size = squares[0][2]
-        if masks is None and all(s[2] == size for s in squares) and len(squares) * size * size <= _GATHER_PIXELS:
-            return self._resized(_gathered(frame, squares, size))
-        return torch.cat([self._crop(frame, square, masks, first + i) for i, square in enumerate(squares)])
-
-    def _square(self, box: np.ndarray) -> tuple[int, int, int]:
-        # A square window around the box with `context_pad` of its size on each side, so CLIP sees the object
-        # undistorted and whole: (left, top, side) in source pixels, possibly reaching outside the frame.
-        x0, y0, x1, y1 = (float(v) for v in box)
-        side = max(x1 - x0, y1 - y0, 1.0) * (1.0 + 2.0 * self.context_pad)
-        size = max(1, round(side))
-        return math.floor((x0 + x1) / 2 - size / 2), math.floor((y0 + y1) / 2 - size / 2), size
-
-    def _crop(self, frame: torch.Tensor, square: tuple[int, int, int], masks: BoxMasks | None,
-              i: int) -> torch.Tensor:
-        # Outside the mask (and outside the frame) pixels become CLIP's mean colour (0 in normalised space): the crop
-        # shows the object, not its neighbours, so a mask of a whole object is not outscored by its parts because
-        # the parts' crops happen to include the rest of the object. Masking happens at source resolution before
-        # resizing, so pixels outside the mask cannot leak into the crop.
-        height, width = frame.shape[-2:]
-        left, top, size = square
-        canvas = frame.new_zeros(3, size, size)
-        ix0, iy0 = max(left, 0), max(top, 0)
-        ix1, iy1 = min(left + size, width), min(top + size, height)
-        if ix1 > ix0 and iy1 > iy0:
-            patch = frame[:, iy0:iy1, ix0:ix1]
-            if masks is not None:  # mask i over this window only, from its crop: never a full frame
-                patch = patch * torch.from_numpy(masks.window(i, iy0, iy1, ix0, ix1)).to(self.device)
-            canvas[:, iy0 - top : iy1 - top, ix0 - left : ix1 - left] = patch
-        return self._resized(canvas[None])
-
-    def _resized(self, canvases: torch.Tensor) -> torch.Tensor:
-        target = (self.image_size, self.image_size)
-        return F.interpolate(canvases, size=target, mode="bilinear", antialias=True, align_corners=False)
 
     def warm_up_image_graphs(self) -> None:
         """Capture the image tower's graph of every batch size a call can use (batch_graphs.SIZES up to
@@ -336,19 +293,6 @@ class PatchTokens:
 
     tokens: torch.Tensor
     frame_size: tuple[int, int]  # (H, W) of the frame they were computed from
-
-
-def _gathered(frame: torch.Tensor, squares: list[tuple[int, int, int]], size: int) -> torch.Tensor:
-    """(B, 3, size, size) the frame's pixels in each (left, top, size) square, 0 (CLIP's mean colour) outside the
-    frame: what Matcher._crop paints on its canvas, for a batch of one size, in one indexing operation."""
-    height, width = frame.shape[-2:]
-    steps = torch.arange(size, device=frame.device)
-    lefts = torch.tensor([s[0] for s in squares], device=frame.device)
-    tops = torch.tensor([s[1] for s in squares], device=frame.device)
-    rows, cols = tops[:, None] + steps, lefts[:, None] + steps  # (B, size) each
-    inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :]
-    pixels = frame[:, rows.clamp(0, height - 1)[:, :, None], cols.clamp(0, width - 1)[:, None, :]]  # (3, B, S, S)
-    return pixels.permute(1, 0, 2, 3) * inside[:, None]
 
 
 def _features(output) -> torch.Tensor:
