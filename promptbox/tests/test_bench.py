@@ -137,7 +137,7 @@ def test_fast_modes_count_the_runs_exact_modes_grid_answered(tiny):
         assert (f"{MODE_LABELS[name]}: exact mode's grid answered {mode['fallback_runs']} of "
                 f"{mode['stages']['total']['n']} runs") in table
     assert report["config"]["fast_map"] == "tokens"  # the default "auto", as a CPU resolves it
-    assert "(the tokens map's prompts found nothing that passed" in table
+    assert "(the token map's prompts found nothing that passed" in table
     off = json.loads(json.dumps(report))
     off["config"]["fast_fallback"] = False
     assert "no fallback (--no-fast-fallback)" in bench.format_table(off)

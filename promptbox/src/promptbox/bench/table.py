@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 STAGES = (("embed", "embedding"), ("propose", "proposing"), ("match", "matching"))
+# Whose prompts fast mode tried first, by the map it used (LocatorConfig.fast_map, resolved for the device).
+_MAP_PROMPTS = {"tokens": "the token map's prompts", "windows": "the window map's prompts",
+                "both": "the token and window maps' prompts"}
 
 
 def format_table(result: dict) -> str:
@@ -67,7 +70,7 @@ def format_table(result: dict) -> str:
     for mode in result["modes"].values():
         if mode["mode"].startswith("fast") and cfg.get("fast_fallback", True):
             lines.append(f"{mode['label']}: exact mode's grid answered {mode['fallback_runs']} of "
-                         f"{mode['stages']['total']['n']} runs (the {cfg.get('fast_map', 'tokens')} map's prompts "
+                         f"{mode['stages']['total']['n']} runs ({_MAP_PROMPTS[cfg.get('fast_map', 'tokens')]} "
                          "found nothing that passed; the grid stops at its first coarse-to-fine stage that answers).")
         elif mode["mode"].startswith("fast"):
             lines.append(f"{mode['label']}: no fallback (--no-fast-fallback): the map's prompts alone.")
