@@ -56,13 +56,16 @@ def test_an_unknown_map_is_refused() -> None:
         LocatorConfig(fast_map="grid")
 
 
-@pytest.mark.parametrize(("fast_map", "device", "used"), [
-    ("auto", "cpu", "tokens"), ("auto", "cuda", "both"), ("auto", "cuda:1", "both"),
-    ("windows", "cpu", "windows"), ("tokens", "cuda", "tokens"), ("both", "cpu", "both"),
+@pytest.mark.parametrize(("fast_map", "device", "used", "maps"), [
+    ("auto", "cpu", "tokens", ("tokens",)), ("auto", "cuda", "both", ("tokens", "windows")),
+    ("auto", "cuda:1", "both", ("tokens", "windows")), ("windows", "cpu", "windows", ("windows",)),
+    ("tokens", "cuda", "tokens", ("tokens",)), ("both", "cpu", "both", ("tokens", "windows")),
 ])
-def test_auto_is_both_maps_on_a_gpu_and_the_token_map_on_a_cpu(fast_map: str, device: str, used: str) -> None:
+def test_auto_is_both_maps_on_a_gpu_and_the_token_map_on_a_cpu(fast_map: str, device: str, used: str,
+                                                               maps: tuple[str, ...]) -> None:
     assert fast_map_on(fast_map, device) == used
     assert LocatorConfig(fast_map=fast_map, device=device).resolved_fast_map == used
+    assert LocatorConfig(fast_map=fast_map, device=device).fast_maps == maps
     assert LocatorConfig().fast_map == "auto"
 
 

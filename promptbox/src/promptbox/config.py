@@ -73,8 +73,7 @@ class LocatorConfig:
         _check_choice("encoder_backend", self.encoder_backend, ENCODER_BACKENDS)
         _check_choice("matching", self.matching, MATCHING)
         _check_choice("fast_map", self.fast_map, FAST_MAPS)
-        if not 0.0 < self.map_window <= 1.0:
-            raise ValueError(f"map_window={self.map_window!r} is out of range; accepted: above 0 and at most 1")
+        check_map_window(self.map_window)
         if self.shortlist_size < 1:
             raise ValueError(f"shortlist_size={self.shortlist_size!r} must be at least 1")
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
@@ -90,6 +89,12 @@ class LocatorConfig:
     def resolved_fast_map(self) -> str:
         """The map fast mode uses on this config's device ("auto" resolved)."""
         return fast_map_on(self.fast_map, self.device)
+
+    @property
+    def fast_maps(self) -> tuple[str, ...]:
+        """The maps whose peaks fast mode prompts at on this config's device: "tokens", "windows", or both."""
+        resolved = self.resolved_fast_map
+        return ("tokens", "windows") if resolved == "both" else (resolved,)
 
     def with_overrides(self, **overrides: Any) -> LocatorConfig:
         """A copy with top-level or `amg_<name>` fields replaced; unknown names are an error."""
@@ -115,6 +120,13 @@ def fast_map_on(fast_map: str, device: str) -> str:
     if fast_map != "auto":
         return fast_map
     return "both" if device.startswith("cuda") else "tokens"
+
+
+def check_map_window(share: float) -> float:
+    """A window's side as a share of the frame's longest side (LocatorConfig.map_window, window_map.window_grid)."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"map_window={share!r} is out of range; accepted: above 0 and at most 1")
+    return share
 
 
 def _check_choice(name: str, value: str, accepted: tuple[str, ...]) -> None:

@@ -136,13 +136,11 @@ class Locator:
             embedding = self.proposer.embed(image)
             if self._uses_patch_tokens():
                 # CLIP's share of the frame, so a prepared frame starts at the proposals in both modes.
-                started = time.perf_counter()
-                embedding.patch_tokens = self.matcher.patch_tokens(image)
-                embedding.timings_ms["patch_tokens"] = (time.perf_counter() - started) * 1000.0
+                with _timed(embedding.timings_ms, "patch_tokens"):
+                    embedding.patch_tokens = self.matcher.patch_tokens(image)
             if self._uses_windows():
-                started = time.perf_counter()
-                self._windows(image, embedding)
-                embedding.timings_ms["windows"] = (time.perf_counter() - started) * 1000.0
+                with _timed(embedding.timings_ms, "windows"):
+                    self._windows(image, embedding)
             self._frames[key] = embedding
             while len(self._frames) > _FRAME_CACHE_SIZE:
                 _release(self._frames.popitem(last=False)[1])
@@ -435,24 +433,24 @@ class Locator:
     def _map_proposals(self, image: np.ndarray, frame: FrameEmbedding, text) -> Proposals:
         """Fast mode's prompts: only where CLIP sees the phrase more than it sees scenery, not over a whole grid.
         Raw cosine peaks on the table as often as on the object (CLIP puts every patch near every phrase)."""
-        fast_map, k = self.config.resolved_fast_map, self.config.fast_points
+        maps, k = self.config.fast_maps, self.config.fast_points
         points = []
-        if fast_map in ("tokens", "both"):
+        if "tokens" in maps:
             heat = self.matcher.similarity_map(image, text, self._tokens(image, frame), scenery=self._background)
             points.append(peak_points(heat, image.shape[:2], k))
-        if fast_map in ("windows", "both"):
+        if "windows" in maps:
             windows = self._windows(image, frame)
             points.append(windows.grid.points(peak_cells(window_heat(windows, text.vector, self._background), k)))
         return self.proposer.propose_points(frame, np.concatenate(points))
 
     def _uses_patch_tokens(self) -> bool:
         """Fast mode's token map and the matching shortlist read the frame's CLIP patch tokens."""
-        token_map = self.config.mode == "fast" and self.config.resolved_fast_map in ("tokens", "both")
+        token_map = self.config.mode == "fast" and "tokens" in self.config.fast_maps
         return token_map or self.config.matching == "shortlist"
 
     def _uses_windows(self) -> bool:
         """Fast mode's window map reads the frame's CLIP windows."""
-        return self.config.mode == "fast" and self.config.resolved_fast_map in ("windows", "both")
+        return self.config.mode == "fast" and "windows" in self.config.fast_maps
 
     def _windows(self, image: np.ndarray, frame: FrameEmbedding | None) -> WindowEmbeddings:
         """The frame's CLIP window embeddings (window_map), computed once per prepared frame."""

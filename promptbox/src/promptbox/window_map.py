@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from promptbox.config import check_map_window
 from promptbox.matching import over_scenery
 
 
@@ -44,8 +45,7 @@ def window_grid(frame_size: tuple[int, int], share: float, context_pad: float) -
     """Windows `share` of the frame's longest side wide (frame_size is (H, W)), every half window along both axes,
     the first and last touching the frame's edges (spread evenly between), inside the frame; a frame smaller than a
     window gets one window per short axis."""
-    if not 0.0 < share <= 1.0:
-        raise ValueError(f"map_window={share!r} is out of range; accepted: above 0 and at most 1")
+    check_map_window(share)
     height, width = frame_size
     side = min(share * max(height, width), height, width)
 
