@@ -106,9 +106,9 @@ class Locator:
     def warm_up(self, frame_size: tuple[int, int] = (480, 640)) -> None:
         """Run every stage the configured mode uses once on a blank frame of `frame_size` (H, W), so the first goal
         doesn't pay for lazy initialisation: the encoder, the decoder and CLIP's image tower (on a GPU, their CUDA
-        graphs), the text tower, the CLIP patch pass (fast mode's map and the matching shortlist) and a crop. The
-        encoder's grid follows the frame's shape (encoder_grid), and the ONNX backends export one graph per grid: the
-        default is the common 4:3 camera."""
+        graphs), the text tower, the CLIP patch pass (fast mode's token map and the matching shortlist), the windows
+        (its window map) and a crop. The encoder's grid follows the frame's shape (encoder_grid), and the ONNX
+        backends export one graph per grid: the default is the common 4:3 camera."""
         height, width = frame_size
         frame = np.zeros((height, width, 3), np.uint8)
         with self._lock:
@@ -124,8 +124,8 @@ class Locator:
             self.matcher.encode_regions(frame, np.array([[0.0, 0.0, 63.0, 63.0]]), None)  # one crop's worth
 
     def prepare(self, image_rgb: np.ndarray) -> FrameEmbedding:
-        """The image embedding of a frame (and the CLIP patch tokens the mode uses), computed once per frame content
-        and reused by later calls."""
+        """The image embedding of a frame (and the CLIP patch tokens and windows the mode uses), computed once per
+        frame content and reused by later calls."""
         image = check_image(image_rgb)
         key = _frame_key(image)
         with self._lock:
