@@ -43,7 +43,7 @@ def test_transformer_outputs_equal_eager(proposers, frames, count):
     rng = np.random.default_rng(count)
     for image in frames:  # the second frame replays graphs captured on the first
         frame = graphs.embed(image)
-        shared = graphs._shared_image_side(frame.features)
+        shared = graphs._shared_image_side(frame)
         coords = torch.as_tensor(rng.uniform(0, 1000, (count, 2)), dtype=torch.float32, device="cuda")
         with torch.inference_mode():
             got = [t.clone() for t in graphs._prompt_side(shared, coords, slice(1, 4))]

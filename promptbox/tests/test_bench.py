@@ -141,3 +141,21 @@ def test_fast_modes_count_the_runs_exact_modes_grid_answered(tiny):
     off = json.loads(json.dumps(report))
     off["config"]["fast_fallback"] = False
     assert "no fallback (--no-fast-fallback)" in bench.format_table(off)
+
+
+def test_the_decoder_comparison_times_each_part_per_prompt():
+    """The exact worker's per-prompt decoder comparison (`--decoder-prompts`, which the tiny runs above skip): upstream
+    against the shared-work decoder, and the frame's shared image side timed uncached."""
+    from promptbox import weights
+    from promptbox.bench.modes import decoder_cost
+    from promptbox.config import AmgSettings
+    from promptbox.proposals import MaskProposer
+    from promptbox.world.scene import generate_scene
+
+    sam_path, _ = workloads.resolve_weights(None, None, False)
+    sam, random = weights.load_sam(sam_path, "cpu", False)
+    assert not random
+    cost = decoder_cost(MaskProposer(sam, AmgSettings(), "cpu"), generate_scene(20261124, 0, (160, 120)).image, 4)
+    assert cost["prompts"] == 4
+    for part in ("upstream", "promptbox_transformer", "promptbox_masks", "promptbox_shared_per_frame"):
+        assert cost[part] > 0, (part, cost)

@@ -73,7 +73,7 @@ def test_world_masks_give_the_whole_frames_answer():
     points = np.random.default_rng(5).uniform([0, 0], [640, 480], size=(12, 2))
     coords = torch.as_tensor(proposer.transform.apply_coords(points, frame.original_size), dtype=torch.float32)
     with torch.inference_mode():
-        shared = proposer._shared_image_side(frame.features)
+        shared = proposer._shared_image_side(frame)
         hs, keys = two_way_transformer(sam, shared, proposer._prompt_tokens(coords))
         low_res = low_res_masks(sam.mask_decoder, hs, keys, slice(1, 4), shared.grid).flatten(0, 1)
     maps = resize_maps(frame.input_size, frame.original_size, shared.grid, "cpu")

@@ -5,6 +5,8 @@ masks post-processed both ways must."""
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +88,34 @@ def test_the_device_path_gives_the_hosts_point_proposals(cpu_frames, monkeypatch
     on_host, on_device = _both_ways(host, lambda p: p.propose_points(frames[0], points))
     assert len(on_host) >= 2
     _assert_same(on_host, on_device)
+
+
+def test_the_device_path_computes_a_frames_decoder_side_once(cpu_frames, monkeypatch):
+    """On a GPU a frame keeps its decoder image side for later goals; the host path (a CPU) recomputes it per call,
+    holding no 11 MB per cached frame. Either way the masks are the same."""
+    from promptbox import proposals
+
+    host, frames = cpu_frames
+    frame = replace(frames[1], decoder_side=None)
+    computed = []
+    real = proposals.shared_image_side
+    monkeypatch.setattr(proposals, "shared_image_side", lambda sam, features: computed.append(1) or real(sam, features))
+    points = np.array([[100.0, 100.0], [320.0, 240.0], [500.0, 400.0]])
+    on_host = [host.propose_points(frame, points) for _ in range(2)]
+    assert len(computed) == 2 and frame.decoder_side is None
+    host.masks_on_device = True
+    try:
+        on_device = [host.propose_points(frame, points) for _ in range(2)]
+        assert len(computed) == 3 and frame.decoder_side is not None
+        other = MaskProposer(copy.deepcopy(host.sam), AmgSettings(), "cpu")  # another model: not its side
+        other.masks_on_device = True
+        other.propose_points(frame, points)
+        assert len(computed) == 4
+    finally:
+        host.masks_on_device = False
+    assert len(on_host[0]) >= 2
+    for got in (on_host[1], *on_device):
+        _assert_same(on_host[0], got)
 
 
 def _on_the_host(decoded: _Decoded) -> _Decoded:

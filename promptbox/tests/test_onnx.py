@@ -84,7 +84,7 @@ def test_decoder_graphs_match_torch(world_sam, proposers, frames, scene, batch):
     proposer = proposers[1]
     points = np.resize(_object_points(scene), (batch, 2))
     with torch.inference_mode():
-        shared = proposer._shared_image_side(frames[0].features)
+        shared = proposer._shared_image_side(frames[0])
         coords = torch.as_tensor(proposer.transform.apply_coords(points, frames[0].original_size), dtype=torch.float32)
         tokens = proposer._prompt_tokens(coords)
         hs, keys = two_way_transformer(world_sam, shared, tokens)
@@ -156,7 +156,7 @@ def test_exports_are_cached_by_weights(world_sam, world_clip, cache, frames, pro
     text, image = onnx_runtime.clip_graphs(world_clip[0], cache)
     assert text.path != image.path
     with torch.inference_mode():
-        shared = proposer._shared_image_side(frames[0].features)
+        shared = proposer._shared_image_side(frames[0])
     tokens = proposer._prompt_tokens(torch.zeros(1, 2))
     again, _ = onnx_runtime.decoder_graphs(world_sam, shared, tokens, cache)
     assert again.path == decoder.path  # same weights: same file, no new export

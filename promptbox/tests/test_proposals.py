@@ -154,7 +154,7 @@ def test_decoder_matches_library_mask_decoder(sam_model, coffee_frame):
         rows, cols = frame.features.shape[-2:]  # 48x64: the library's decoder takes any grid, cut to it
         pe = prompt_encoder.get_dense_pe()[..., :rows, :cols]
         want_masks, want_iou = decoder(frame.features, pe, sparse, dense[..., :rows, :cols], True)
-        shared = proposer._shared_image_side(frame.features)
+        shared = proposer._shared_image_side(frame)
         hs, keys = two_way_transformer(sam_model, shared, proposer._prompt_tokens(coords))
         got_masks = low_res_masks(decoder, hs, keys, slice(1, 4), shared.grid)
         got_iou = decoder.iou_prediction_head(hs[:, 0])[:, 1:]
@@ -201,7 +201,7 @@ def test_low_res_stability_is_within_the_margin(structured_sam):
     points = np.random.default_rng(3).uniform([0, 0], [FRAME_W, FRAME_H], size=(16, 2))
     coords = torch.as_tensor(proposer.transform.apply_coords(points, frame.original_size), dtype=torch.float32)
     with torch.inference_mode():
-        shared = proposer._shared_image_side(frame.features)
+        shared = proposer._shared_image_side(frame)
         hs, keys = two_way_transformer(structured_sam, shared, proposer._prompt_tokens(coords))
         low_res = low_res_masks(structured_sam.mask_decoder, hs, keys, slice(1, 4), shared.grid).flatten(0, 1)
         maps = resize_maps(frame.input_size, frame.original_size, shared.grid, "cpu")

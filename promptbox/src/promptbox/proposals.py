@@ -74,6 +74,10 @@ class FrameEmbedding:
     # The frame's CLIP window embeddings (window_map.WindowEmbeddings), for fast mode's window map; the Locator
     # fills it once per frame.
     windows: object | None = field(default=None, repr=False)
+    # On a GPU, the decoder's image side that every point prompt shares (shared_decoder.SharedImageSide, about 11 MB
+    # at 640x480), kept for the frame's later goals with the model it came from; on a CPU it is recomputed per call,
+    # which keeps RSS down.
+    decoder_side: tuple[object, object] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -282,7 +286,7 @@ class MaskProposer:
             return
         height, width = frame.input_size
         with torch.inference_mode():
-            shared = self._shared_image_side(frame.features)
+            shared = self._shared_image_side(frame)
             for size in sizes:
                 centre = torch.tensor([[width / 2, height / 2]], device=self.device).expand(size, 2)
                 self._prompt_side(shared, centre, slice(1, self.sam.mask_decoder.num_mask_tokens))
@@ -475,7 +479,7 @@ class MaskProposer:
         with torch.inference_mode():
             started = time.perf_counter()
             if shared is None:
-                shared = self._shared_image_side(frame.features)
+                shared = self._shared_image_side(frame)
             _add_time(timings, "decoder", (time.perf_counter() - started) * 1e3)
             for first in range(0, len(coords), batch):
                 if self.on_batch is not None:
@@ -506,8 +510,15 @@ class MaskProposer:
                 _add_time(timings, "upscale", (time.perf_counter() - decoded_at) * 1e3)
         return shared
 
-    def _shared_image_side(self, features: torch.Tensor) -> SharedImageSide:
-        return shared_image_side(self.sam, features)
+    def _shared_image_side(self, frame: FrameEmbedding) -> SharedImageSide:
+        """The frame's shared image side: on a GPU computed once per frame (FrameEmbedding.decoder_side), since each
+        goal's decoding would otherwise pay a millisecond of launches for it."""
+        if frame.decoder_side is not None and frame.decoder_side[0] is self.sam:
+            return frame.decoder_side[1]
+        shared = shared_image_side(self.sam, frame.features)
+        if self.masks_on_device:
+            frame.decoder_side = (self.sam, shared)
+        return shared
 
     def _prompt_tokens(self, coords: torch.Tensor) -> torch.Tensor:
         """Output tokens + sparse point embeddings (B, 7, C), as MaskDecoder.predict_masks builds them."""

@@ -112,7 +112,7 @@ def decoder_cost(proposer, image: np.ndarray, prompts: int) -> dict[str, float]:
     """
     from mobile_sam.predictor import SamPredictor
 
-    from promptbox.shared_decoder import low_res_masks, two_way_transformer
+    from promptbox.shared_decoder import low_res_masks, shared_image_side, two_way_transformer
 
     sam, device = proposer.sam, proposer.device
     frame = proposer.embed(image)
@@ -126,7 +126,7 @@ def decoder_cost(proposer, image: np.ndarray, prompts: int) -> dict[str, float]:
     labels = torch.ones(len(coords), 1, dtype=torch.int, device=device)
     with torch.inference_mode():
         upstream = _median_ms(lambda: predictor.predict_torch(coords[:, None], labels, return_logits=True), device)
-        shared = proposer._shared_image_side(frame.features)
+        shared = shared_image_side(sam, frame.features)
         tokens = proposer._prompt_tokens(coords)
         chunks = [tokens[i : i + proposer.decode_batch] for i in range(0, len(tokens), proposer.decode_batch)]
         decoded = [two_way_transformer(sam, shared, chunk) for chunk in chunks]
@@ -141,7 +141,7 @@ def decoder_cost(proposer, image: np.ndarray, prompts: int) -> dict[str, float]:
 
         transformer = _median_ms(transformer_pass, device)
         masks = _median_ms(masks_pass, device)
-        shared_ms = _median_ms(lambda: proposer._shared_image_side(frame.features), device)
+        shared_ms = _median_ms(lambda: shared_image_side(sam, frame.features), device)  # a frame's cost, uncached
     n = len(coords)
     return {
         "prompts": n,
