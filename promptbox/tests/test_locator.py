@@ -159,6 +159,25 @@ def test_forget_frames_makes_the_next_call_embed_again(locator, frame, monkeypat
     assert calls == [1]
 
 
+def test_a_phrases_competing_names_are_found_once(locator, frame, monkeypatch):
+    """They depend on the phrase and the model alone; a later goal with the phrase reuses them, and gets the same
+    answer."""
+    from promptbox import vocabulary
+
+    calls = []
+    original = vocabulary.competitors
+    monkeypatch.setattr(vocabulary, "competitors",
+                        lambda phrase, *rest: calls.append(phrase) or original(phrase, *rest))
+    monkeypatch.setattr(locator, "_competitors", type(locator._competitors)())  # none found yet
+    first = locator.locate(frame, "take the blue block")
+    assert calls.count("blue block") == 0 and calls.count("block") == 1  # a colour phrase asks about its thing
+    again = locator.locate(frame, "take the blue block")
+    assert calls.count("block") == 1
+    assert again.to_dict()["box_xyxy"] == first.to_dict()["box_xyxy"]
+    locator.locate(frame, "take the red block")
+    assert calls.count("block") == 1 and len(calls) == 1
+
+
 def test_boxes_are_pixel_edges_matching_the_mask(locator, frame):
     result = locator.locate(frame, "take the red block")
     rows, cols = result.mask.any(axis=1).nonzero()[0], result.mask.any(axis=0).nonzero()[0]

@@ -34,6 +34,7 @@ StageCallback = Callable[[str, float], None]
 # Where each stage starts on a 0..1 progress scale, for feedback to a waiting planner.
 STAGE_PROGRESS = {"embedding": 0.0, "proposing": 0.3, "matching": 0.7, "selecting": 0.9}
 _FRAME_CACHE_SIZE = 2  # the newest frame and the one a running goal holds
+_COMPETITORS_CACHE_SIZE = 256  # phrases; a list of at most a few hundred indices each
 
 
 class Locator:
@@ -76,6 +77,8 @@ class Locator:
         text_cache = weight_locations.weights_dir() / "text-cache"
         self._name_vectors = self.matcher.encode_texts_stored(self._names, text_cache)
         self._name_vectors_np = self._name_vectors.float().cpu().numpy()  # for competitors(), once, not per goal
+        # A phrase's competing names depend on the phrase and the model alone: found once, for its later goals.
+        self._competitors: OrderedDict[str, list[int]] = OrderedDict()
         self._frames: OrderedDict[str, FrameEmbedding] = OrderedDict()
         # One inference at a time: a background `prepare` and a goal would only fight over the same cores.
         self._lock = threading.RLock()
@@ -344,7 +347,14 @@ class Locator:
     def _competing(self, phrase: str) -> tuple[torch.Tensor, list[int]]:
         """The phrase's text vector and the indices of the vocabulary names that compete with it."""
         vector = self.matcher.encode_text(phrase).vector
-        return vector, vocabulary.competitors(phrase, vector.cpu().numpy(), self._names, self._name_vectors_np)
+        names = self._competitors.get(phrase)
+        if names is None:
+            names = vocabulary.competitors(phrase, vector.cpu().numpy(), self._names, self._name_vectors_np)
+            self._competitors[phrase] = names
+            while len(self._competitors) > _COMPETITORS_CACHE_SIZE:
+                self._competitors.popitem(last=False)
+        self._competitors.move_to_end(phrase)
+        return vector, names
 
     def _score(self, regions: torch.Tensor, phrase: str, negatives: tuple[str, ...] = ()) -> PhraseScores:
         """`phrase` scored on every region. A colour phrase ("green mug") is the thing ("mug") against its competitors
