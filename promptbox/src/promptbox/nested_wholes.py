@@ -39,16 +39,18 @@ def restore(kept_boxes: np.ndarray, kept_area: np.ndarray, boxes: np.ndarray, ar
         return []
     kept_boxes = np.asarray(kept_boxes, np.float64).reshape(-1, 4)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    kept_area, area = np.asarray(kept_area), np.asarray(area)
+    # Only kept masks whose box lies inside a removed one's (2 px slack) and that are clearly smaller can be its
+    # parts: every pair at once, (R, K), so the removed masks with none cost no step of the loop.
+    inside = ((kept_boxes[None, :, 0] >= boxes[:, None, 0] - 2) & (kept_boxes[None, :, 1] >= boxes[:, None, 1] - 2)
+              & (kept_boxes[None, :, 2] <= boxes[:, None, 2] + 2) & (kept_boxes[None, :, 3] <= boxes[:, None, 3] + 2)
+              & (area[:, None] >= LARGER * kept_area[None, :]) & (kept_area[None, :] > 0))
     chosen: list[int] = []
     for i in np.argsort(-np.asarray(predicted_iou), kind="stable"):
-        box = boxes[i]
-        # Only kept masks whose box lies inside this one's (2 px slack) and that are clearly smaller can be parts.
-        inside = ((kept_boxes[:, 0] >= box[0] - 2) & (kept_boxes[:, 1] >= box[1] - 2)
-                  & (kept_boxes[:, 2] <= box[2] + 2) & (kept_boxes[:, 3] <= box[3] + 2)
-                  & (area[i] >= LARGER * kept_area) & (kept_area > 0))
-        parts = np.flatnonzero(inside)
+        parts = np.flatnonzero(inside[i])
         if len(parts) == 0 or not (overlaps.with_kept(int(i), parts) >= CONTAINS * kept_area[parts]).any():
             continue
+        box = boxes[i]
         # The masks it could duplicate: the kept ones and those restored before it. Mask IoU is at most
         # min(box overlap, both areas) / max(both areas): only masks that can reach duplicate_iou are intersected.
         others_boxes = np.concatenate([kept_boxes, boxes[chosen]])
