@@ -91,8 +91,8 @@ def test_the_device_path_gives_the_hosts_point_proposals(cpu_frames, monkeypatch
 
 
 def test_the_device_path_computes_a_frames_decoder_side_once(cpu_frames, monkeypatch):
-    """On a GPU a frame keeps its decoder image side for later goals; the host path (a CPU) recomputes it per call,
-    holding no 11 MB per cached frame. Either way the masks are the same."""
+    """On a GPU a frame's decoder image side is computed when it is embedded and kept for its goals; the host path (a
+    CPU) recomputes it per call, holding no 11 MB per cached frame. Either way the masks are the same."""
     from promptbox import proposals
 
     host, frames = cpu_frames
@@ -111,6 +111,13 @@ def test_the_device_path_computes_a_frames_decoder_side_once(cpu_frames, monkeyp
         other.masks_on_device = True
         other.propose_points(frame, points)
         assert len(computed) == 4
+        # A frame embedded on the device path has its side already: a goal on it computes none.
+        from promptbox.world.scene import generate_scene
+
+        embedded = host.embed(generate_scene(20261124, SCENES[1]).image)
+        assert len(computed) == 5 and "decoder_side" in embedded.timings_ms
+        on_device.append(host.propose_points(embedded, points))
+        assert len(computed) == 5
     finally:
         host.masks_on_device = False
     assert len(on_host[0]) >= 2

@@ -75,8 +75,8 @@ class FrameEmbedding:
     # fills it once per frame.
     windows: object | None = field(default=None, repr=False)
     # On a GPU, the decoder's image side that every point prompt shares (shared_decoder.SharedImageSide, about 11 MB
-    # at 640x480), kept for the frame's later goals with the model it came from; on a CPU it is recomputed per call,
-    # which keeps RSS down.
+    # at 640x480), computed when the frame is embedded and kept with the model it came from; on a CPU it is
+    # recomputed per call, which keeps RSS down.
     decoder_side: tuple[object, object] | None = field(default=None, repr=False)
 
 
@@ -241,13 +241,19 @@ class MaskProposer:
         _sync(self.device)
         done = time.perf_counter()
         keep_image = image if self.settings.crop_n_layers > 0 else None
-        return FrameEmbedding(
+        frame = FrameEmbedding(
             features=features,
             original_size=(int(image.shape[0]), int(image.shape[1])),
             input_size=input_size,
             timings_ms={"preprocess": (prepared - started) * 1e3, "encoder": (done - prepared) * 1e3},
             image_rgb=keep_image,
         )
+        if self.masks_on_device:  # on a GPU the decoder's share of the frame is kept too, so no goal pays for it
+            with torch.inference_mode():
+                self._shared_image_side(frame)
+            _sync(self.device)
+            frame.timings_ms["decoder_side"] = (time.perf_counter() - done) * 1e3
+        return frame
 
     def _encode(self, pixels: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         encoder = self.sam.image_encoder
@@ -511,8 +517,9 @@ class MaskProposer:
         return shared
 
     def _shared_image_side(self, frame: FrameEmbedding) -> SharedImageSide:
-        """The frame's shared image side: on a GPU computed once per frame (FrameEmbedding.decoder_side), since each
-        goal's decoding would otherwise pay a millisecond of launches for it."""
+        """The frame's shared image side: on a GPU computed once per frame, when it is embedded
+        (FrameEmbedding.decoder_side), since each goal's decoding would otherwise pay a millisecond of launches for
+        it."""
         if frame.decoder_side is not None and frame.decoder_side[0] is self.sam:
             return frame.decoder_side[1]
         shared = shared_image_side(self.sam, frame.features)
