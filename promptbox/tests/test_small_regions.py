@@ -34,7 +34,7 @@ def test_clean_matches_upstream_on_the_whole_frame():
     masks = [_blob(rng, height, width) for _ in range(200)]
     # The cases the window must get right: a hole that opens to the outside only through the margin, a mask on the
     # frame's edge, a box that nearly fills the frame (small outside), only small islands, a mask whose window's
-    # margin is itself smaller than min_area, and an empty mask.
+    # margin is itself smaller than min_area, many small islands beside a large component, and an empty mask.
     ring = np.zeros((height, width), bool)
     ring[20:60, 30:90] = True
     ring[30:50, 40:80] = False  # a large hole: stays
@@ -49,7 +49,11 @@ def test_clean_matches_upstream_on_the_whole_frame():
     specks[10:13, 10:13] = specks[50:55, 70:75] = True
     tiny = np.zeros((height, width), bool)  # its window's margin holds fewer than min_area pixels
     tiny[40:43, 60:63] = True
-    masks += [ring, edge, nearly_full, specks, tiny, np.zeros((height, width), bool)]
+    speckled = np.zeros((height, width), bool)  # a large component and more small islands than go box by box
+    speckled[20:60, 20:60] = True
+    speckled[70::4, 10:120:4] = True
+    speckled[30:34, 40:44] = False  # and a hole
+    masks += [ring, edge, nearly_full, specks, tiny, speckled, np.zeros((height, width), bool)]
     fixed, changed = small_regions.clean(BoxMasks.from_masks(masks, (height, width)), min_area)
     expected = [_upstream(m, min_area) for m in masks]
     assert np.array_equal(changed, [c for _, c in expected])

@@ -15,6 +15,9 @@ import numpy as np
 
 from promptbox.masks import BoxMasks
 
+# Up to this many components are set box by box (_set_components); more, by one lookup over the window.
+_FEW_COMPONENTS = 16
+
 
 def clean(masks: BoxMasks, min_area: int) -> tuple[BoxMasks, np.ndarray]:
     """Each mask after upstream's remove_small_regions(mask, min_area, "holes") and then (..., "islands"), and an
@@ -55,8 +58,7 @@ def _fill_holes(mask: np.ndarray, min_area: int, outside: int) -> tuple[np.ndarr
     small = sizes < min_area
     if not small.any():
         return mask, False
-    filled = np.concatenate([[True], small])  # label 0 is the mask itself; a lookup table, not np.isin
-    return filled[labels], True
+    return _set_components(mask, labels, stats, np.flatnonzero(small) + 1, True), True
 
 
 def _drop_islands(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, bool]:
@@ -67,10 +69,28 @@ def _drop_islands(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, bool]:
     small = sizes < min_area
     if not small.any():
         return mask, False
-    kept = np.concatenate([[False], ~small])
-    if not kept.any():
-        kept[int(np.argmax(sizes)) + 1] = True
-    return kept[labels], True
+    if small.all():
+        return labels == int(np.argmax(sizes)) + 1, True
+    return _set_components(mask, labels, stats, np.flatnonzero(small) + 1, False), True
+
+
+def _set_components(mask: np.ndarray, labels: np.ndarray, stats: np.ndarray, components: np.ndarray, value: bool
+                    ) -> np.ndarray:
+    """A copy of the mask with the pixels of the labelled `components` set to `value`. A few components are set
+    within their own boxes (a component under min_area has a small box, mostly): a lookup over the whole window,
+    for every pixel, costs more."""
+    if len(components) > _FEW_COMPONENTS:
+        table = np.zeros(len(stats), bool)  # a lookup table, not np.isin
+        table[components] = True
+        return mask | table[labels] if value else mask & ~table[labels]
+    out = mask.copy()
+    for k in components:
+        x, y, w, h = stats[k, :4]
+        if value:
+            out[y : y + h, x : x + w] |= labels[y : y + h, x : x + w] == k
+        else:
+            out[y : y + h, x : x + w] &= labels[y : y + h, x : x + w] != k
+    return out
 
 
 def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
