@@ -174,14 +174,15 @@ def test_send_goal_with_feedback_and_topic_echo(launched, graph):
                 "{command: 'take the scissors'}", "--feedback"]
         done = _succeeds_within(goal, 60)
         # The graph seeing the echo's subscription does not mean the node's publisher has matched it yet (a
-        # volatile topic drops what it published before; seen on this VM): another goal publishes again.
+        # volatile topic drops what it published before; seen on this VM): another goal publishes again, sent as
+        # the first was (a fresh-clone CI saw that goal meet the stale-frame message, 2026-11-25).
         for again in range(3):
             try:
                 echoed, _ = echo.communicate(timeout=30)
                 break
             except subprocess.TimeoutExpired:
                 assert again < 2, "`ros2 topic echo /detection` printed nothing after 3 goals"
-                assert "Goal finished with status: SUCCEEDED" in _run(goal, timeout=120).stdout
+                _succeeds_within(goal, 60)
     finally:
         echo.kill()
     print(f"$ ros2 topic echo /detection vision_msgs/msg/Detection2D --once\n{echoed}")
