@@ -9,7 +9,9 @@ masks unless --sam-checkpoint is given. [SYNTHETIC-WORLD WEIGHTS]: says nothing 
 --one asks "pick the C one" (a colour and no class) for every colour C instead: a colour that exactly one object
 has must be boxed on it, an absent one refused.
 
-To compare with another revision, run the same command with PYTHONPATH pointing at that revision's promptbox/src.
+To compare with another revision, run the same command with PYTHONPATH pointing at that revision's promptbox/src;
+--selection REV keeps today's pipeline and swaps in only REV's selection rules (compare_selection.py's way), e.g.
+574bb67 for the rules before calibration against competing names.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from compare_selection import install, old_selection  # a sibling script: run from its folder, as documented
 
 from promptbox.config import LocatorConfig
 from promptbox.detection import Detection
@@ -37,7 +40,10 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=30)
     parser.add_argument("--sam-checkpoint", help="world MobileSAM instead of the world's masks")
     parser.add_argument("--one", action="store_true", help='"pick the C one" for every colour C')
+    parser.add_argument("--selection", metavar="REV", help="the selection rules of commit REV (compare_selection.py)")
     args = parser.parse_args()
+    if args.selection:
+        install(old_selection(args.selection))
     extra = {"sam_checkpoint": args.sam_checkpoint} if args.sam_checkpoint else {}
     config = LocatorConfig(clip_model=str(WEIGHTS / "world-clip"), mode="exact", **extra)
     oracle = None if args.sam_checkpoint else WorldMaskProposer(args.seed, args.scenes, SIZE, settings=config.amg)
@@ -45,7 +51,8 @@ def main() -> None:
     if args.one:
         _colour_alone(locator, args.seed, args.scenes)
         return
-    counts = {"seen": [0, 0], "unseen": [0, 0], "absent": [0, 0], "wrong": [0, 0]}  # [hits, queries]
+    # [hits, queries]; an absent pair is "absent unseen" when the world CLIP never saw that colour on that class
+    counts = {"seen": [0, 0], "unseen": [0, 0], "absent": [0, 0], "absent unseen": [0, 0], "wrong": [0, 0]}
     for index in range(args.scenes):
         scene = generate_scene(args.seed, index, SIZE, split="val")
         for cls in sorted({o.cls for o in scene.objects}):
@@ -54,11 +61,13 @@ def main() -> None:
                 result = locator.locate(scene.image, f"pick the {colour} {cls}")
                 found = isinstance(result, Detection)
                 right = found and bool(truth) and max(box_iou(result.box_xyxy, b) for b in truth) >= 0.5
+                unseen = (colour, cls) in UNSEEN_PAIRS
                 if not truth:
-                    counts["absent"][0] += found  # a false box
-                    counts["absent"][1] += 1
+                    for kind in ("absent", "absent unseen") if unseen else ("absent",):
+                        counts[kind][0] += found  # a false box
+                        counts[kind][1] += 1
                     continue
-                kind = "unseen" if (colour, cls) in UNSEEN_PAIRS else "seen"
+                kind = "unseen" if unseen else "seen"
                 counts[kind][0] += right
                 counts[kind][1] += 1
                 counts["wrong"][0] += found and not right
@@ -68,6 +77,7 @@ def main() -> None:
     print(f"present, unseen pairs, boxed right: {counts['unseen'][0]} of {counts['unseen'][1]}")
     print(f"present, boxed on something else:  {counts['wrong'][0]} of {counts['wrong'][1]}")
     print(f"absent colours, false boxes:       {counts['absent'][0]} of {counts['absent'][1]}")
+    print(f"  of them unseen pairs:            {counts['absent unseen'][0]} of {counts['absent unseen'][1]}")
 
 
 
