@@ -63,16 +63,21 @@ RUNS = {"sam": ("exact", "fast"), "oracle": ("exact", "fast")}  # masks source -
 # A spatial word's or a relation's map prompts join exact mode's masks in fast mode (Locator._propose, 2026-11-24):
 # sam fast all 0.65 (0.63), spatial 0.67 (0.50), relation 0.40 (0.20), wrong objects 0.01 (0.03); oracle fast all
 # 0.71 (0.72), relation 0.40 (0.60): the bottle's anchor, the book, left the matching shortlist.
+# A colour phrase's class also asked colour-blind, and its shortlist taking the regions best in colour (colour_blind.py,
+# 2026-11-25): sam exact / fast all 0.63 / 0.67 (0.59 / 0.65), attribute 0.80 / 0.83 (0.67 / 0.77), unseen 0.86 /
+# 1.00 (0.29 / 0.57); oracle exact / fast all 0.78 / 0.77 (0.72 / 0.71), attribute 0.90 / 0.90 (0.73), part 0.78 /
+# 0.78 (0.74), unseen 1.00 / 1.00 (0.29); every other cell, false boxes and wrong objects unchanged. Floors raised
+# to pin it.
 # Floors sit about one query-in-ten below (the world is deterministic; the margin absorbs float drift, not luck).
 # A tag of one or two hits (sam relation) gets no floor: a CPU/GPU float difference can flip it. Oracle fast
 # relation, two hits, keeps one at a single hit: a relation path that finds nothing fails there.
 FLOORS: dict[tuple[str, str, str], dict[str, float]] = {
-    ("sam", "exact", "all"): {"accuracy": 0.50},
-    ("sam", "fast", "all"): {"accuracy": 0.50},
+    ("sam", "exact", "all"): {"accuracy": 0.55},
+    ("sam", "fast", "all"): {"accuracy": 0.58},
     ("sam", "exact", "absent"): {"accuracy": 0.85},
     ("sam", "fast", "absent"): {"accuracy": 0.85},
-    ("sam", "exact", "attribute"): {"accuracy": 0.58},
-    ("sam", "fast", "attribute"): {"accuracy": 0.58},
+    ("sam", "exact", "attribute"): {"accuracy": 0.70},
+    ("sam", "fast", "attribute"): {"accuracy": 0.73},
     ("sam", "exact", "class"): {"accuracy": 0.60},
     ("sam", "fast", "class"): {"accuracy": 0.55},
     ("sam", "exact", "whole"): {"accuracy": 0.55},
@@ -81,26 +86,26 @@ FLOORS: dict[tuple[str, str, str], dict[str, float]] = {
     ("sam", "fast", "spatial"): {"accuracy": 0.50},
     ("sam", "exact", "part"): {"accuracy": 0.17},
     ("sam", "fast", "part"): {"accuracy": 0.17},
-    ("sam", "exact", "unseen"): {"accuracy": 0.14},
-    ("sam", "fast", "unseen"): {"accuracy": 0.28},
-    ("oracle", "exact", "all"): {"accuracy": 0.61},
-    ("oracle", "fast", "all"): {"accuracy": 0.59},
+    ("sam", "exact", "unseen"): {"accuracy": 0.71},
+    ("sam", "fast", "unseen"): {"accuracy": 0.85},
+    ("oracle", "exact", "all"): {"accuracy": 0.68},
+    ("oracle", "fast", "all"): {"accuracy": 0.67},
     ("oracle", "exact", "absent"): {"accuracy": 0.79},
     ("oracle", "fast", "absent"): {"accuracy": 0.79},
-    ("oracle", "exact", "attribute"): {"accuracy": 0.60},
-    ("oracle", "fast", "attribute"): {"accuracy": 0.60},
+    ("oracle", "exact", "attribute"): {"accuracy": 0.80},
+    ("oracle", "fast", "attribute"): {"accuracy": 0.80},
     ("oracle", "exact", "class"): {"accuracy": 0.54},
     ("oracle", "fast", "class"): {"accuracy": 0.54},
     ("oracle", "exact", "whole"): {"accuracy": 0.55},
     ("oracle", "fast", "whole"): {"accuracy": 0.61},
-    ("oracle", "exact", "part"): {"accuracy": 0.65},
-    ("oracle", "fast", "part"): {"accuracy": 0.65},  # exact mode's masks for parts (see above)
+    ("oracle", "exact", "part"): {"accuracy": 0.70},
+    ("oracle", "fast", "part"): {"accuracy": 0.70},  # exact mode's masks for parts (see above)
     ("oracle", "exact", "spatial"): {"accuracy": 0.40},
     ("oracle", "fast", "spatial"): {"accuracy": 0.40},
     ("oracle", "exact", "relation"): {"accuracy": 0.50},
     ("oracle", "fast", "relation"): {"accuracy": 0.20},
-    ("oracle", "exact", "unseen"): {"accuracy": 0.14},
-    ("oracle", "fast", "unseen"): {"accuracy": 0.14},
+    ("oracle", "exact", "unseen"): {"accuracy": 0.85},
+    ("oracle", "fast", "unseen"): {"accuracy": 0.85},
 }
 CEILINGS: dict[tuple[str, str, str], dict[str, float]] = {
     ("sam", "exact", "all"): {"false_box_rate": 0.13, "wrong_object_rate": 0.12},

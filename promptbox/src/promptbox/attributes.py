@@ -8,8 +8,9 @@ table and objects read "orange scissors" at 0.58 in a scene without them, though
 the class phrase, and colours judge the colour with the full phrase. The confidence is the product of the two
 shares, the probability that the region is the thing and has the colour; it is never above the one-question share
 when both questions have rivals, so it refuses more (the README quotes what that cost on the world). It does not
-rescue a pair the CLIP never saw when its image tower reads the object as another class: the world CLIP takes a
-green mug for an apple even when asked only "mug".
+rescue a pair the CLIP never saw when its image tower reads the object as another class (the world CLIP takes a
+green mug for an apple even when asked only "mug"): for that, the class question is also asked colour-blind
+(colour_blind.py).
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ def split_negatives(colour: ColourPhrase, negatives: tuple[str, ...]) -> tuple[t
     return same_thing, tuple(n for n in negatives if n not in same_thing)
 
 
+def colour_wins(similarity: np.ndarray, rival_similarity: np.ndarray) -> np.ndarray:
+    """(N,) bool: the full phrase's cosine is at least every colour rival's (the colour question's top-1)."""
+    return np.asarray(similarity) >= np.asarray(rival_similarity).max(axis=1)
+
+
 def with_colour(thing: PhraseScores, colour: ColourPhrase, similarity: np.ndarray, rival_similarity: np.ndarray,
                 rivals: tuple[str, ...], logit_scale: float) -> PhraseScores:
     """The colour phrase's scores from the thing's (`thing`, scored against object names and scenery) and the full
@@ -76,7 +82,7 @@ def with_colour(thing: PhraseScores, colour: ColourPhrase, similarity: np.ndarra
         raise ValueError(f"thing scores {thing.confidence.shape[0]} regions, similarity {sim.shape[0]}; accepted: "
                          f"the same regions")
     share = calibrate(sim, others, logit_scale)
-    colour_top1 = sim >= others.max(axis=1)
+    colour_top1 = colour_wins(sim, others)
     strongest = others.argmax(axis=1)
 
     def reads_as(i: int) -> str:

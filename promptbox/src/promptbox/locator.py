@@ -14,7 +14,16 @@ from functools import partial
 import numpy as np
 import torch
 
-from promptbox import attributes, part_prompts, provenance, relations, vocabulary, weight_locations, weights
+from promptbox import (
+    attributes,
+    colour_blind,
+    part_prompts,
+    provenance,
+    relations,
+    vocabulary,
+    weight_locations,
+    weights,
+)
 from promptbox.command import Target, parse
 from promptbox.config import LocatorConfig
 from promptbox.detection import Detection, NotFound
@@ -268,10 +277,12 @@ class Locator:
             if not part_pass:
                 proposals = self._shortlisted(image, frame, proposals, phrases)
             regions = self.matcher.encode_regions(image, proposals.boxes_xyxy, proposals.masks)
+            blind = colour_blind.ColourBlindRegions(self.matcher, image, proposals.boxes_xyxy, proposals.masks,
+                                                    regions)
             # "the screwdriver, not the scissors": the excluded object competes with the target.
-            scores = self._score(regions, target.phrase, target.negatives)
-            whole = self._score(regions, part[1]) if part is not None else None
-            anchor = self._score(regions, anchor_phrase) if anchor_phrase else None
+            scores = self._score(regions, target.phrase, target.negatives, blind)
+            whole = self._score(regions, part[1], blind=blind) if part is not None else None
+            anchor = self._score(regions, anchor_phrase, blind=blind) if anchor_phrase else None
 
         stage("selecting", STAGE_PROGRESS["selecting"])
         with _timed(timings, "selecting"):
@@ -356,9 +367,12 @@ class Locator:
         self._competitors.move_to_end(phrase)
         return vector, names
 
-    def _score(self, regions: torch.Tensor, phrase: str, negatives: tuple[str, ...] = ()) -> PhraseScores:
+    def _score(self, regions: torch.Tensor, phrase: str, negatives: tuple[str, ...] = (),
+               blind: colour_blind.ColourBlindRegions | None = None) -> PhraseScores:
         """`phrase` scored on every region. A colour phrase ("green mug") is the thing ("mug") against its competitors
-        times the colour against the thing's other colours ("white mug"; attributes.py says why)."""
+        times the colour against the thing's other colours ("white mug"; attributes.py says why). With `blind`
+        (the regions' masked crops), the thing is also asked colour-blind on the regions whose
+        colour the colour question names, and each keeps its more confident reading (colour_blind.py)."""
         colour = attributes.colour_phrase(phrase)
         if colour is None or colour.thing == attributes.GENERIC_THING:
             # No colour, nothing but one ("red"), or no class ("the red one" is "red object": "object" against the
@@ -366,11 +380,23 @@ class Locator:
             return self._score_names(regions, phrase, (*vocabulary.colour_variants(phrase), *negatives))
         colour_rivals, thing_rivals = attributes.split_negatives(colour, negatives)
         thing = self._score_names(regions, colour.thing, thing_rivals)
-        rivals = tuple(dict.fromkeys([*colour.variants, *colour_rivals]))
-        texts = self.matcher.encode_texts([phrase, *rivals]).to(regions)
-        similarity = (regions @ texts.T).float().cpu().numpy()
+        rivals, similarity = self._colour_similarity(regions, colour, colour_rivals)
+        if blind is not None:
+            # Only where the colour is right: elsewhere the colour question refuses whatever the class reads as.
+            rows = np.flatnonzero(attributes.colour_wins(similarity[:, 0], similarity[:, 1:]))
+            if rows.size:
+                turned = self._score_names(blind.embeddings(rows).to(regions), colour.thing, thing_rivals)
+                thing = colour_blind.either(thing, turned, rows)
         return attributes.with_colour(thing, colour, similarity[:, 0], similarity[:, 1:], rivals,
                                       self.matcher.logit_scale)
+
+    def _colour_similarity(self, regions: torch.Tensor, colour: attributes.ColourPhrase,
+                           colour_rivals: tuple[str, ...] = ()) -> tuple[tuple[str, ...], np.ndarray]:
+        """The colour question's rivals (the phrase in the thing's other colours, and excluded ones) and the raw
+        cosines of every region with the phrase (column 0) and with each rival."""
+        rivals = tuple(dict.fromkeys([*colour.variants, *colour_rivals]))
+        texts = self.matcher.encode_texts([colour.phrase, *rivals]).to(regions)
+        return rivals, (regions @ texts.T).float().cpu().numpy()
 
     def _score_names(self, regions: torch.Tensor, phrase: str, negatives: tuple[str, ...] = ()) -> PhraseScores:
         """`phrase` scored on every region against its competitors: other object names (not its own head noun or
@@ -409,6 +435,12 @@ class Locator:
         # Ranked by the score that gates the answer (against competing names), not raw cosine, which favours
         # large regions of anything.
         ranking = [self._score(pooled, phrase).confidence for phrase in phrases]
+        for colour in filter(None, map(attributes.colour_phrase, phrases)):
+            if colour.thing != attributes.GENERIC_THING:
+                # Pooled tokens read the class with the colour; its colour-blind reading needs a crop, so the
+                # regions that best have the colour get crops too, whatever class they read as here.
+                _, similarity = self._colour_similarity(pooled, colour)
+                ranking.append(calibrate(similarity[:, 0], similarity[:, 1:], self.matcher.logit_scale))
         keep = shortlist(ranking, size, Regions(proposals.masks).containers)
         return proposals.subset(keep)
 

@@ -167,10 +167,12 @@ class Matcher:
     # --- regions ------------------------------------------------------------------------------------------------
 
     def encode_regions(
-        self, image_rgb: np.ndarray, boxes_xyxy: np.ndarray, masks: BoxMasks | np.ndarray | None = None
+        self, image_rgb: np.ndarray, boxes_xyxy: np.ndarray, masks: BoxMasks | np.ndarray | None = None, *,
+        turn: int = 0,
     ) -> torch.Tensor:
         """(N, D) embeddings of the regions `boxes_xyxy` (source px); with `masks` (BoxMasks, or an (N, H, W) bool
-        stack), of the masked objects only."""
+        stack), of the masked objects only. `turn`: the frame's colour channels turned that many places first (1: R,
+        G, B -> B, R, G, the hue turned by 120 degrees; colour_blind.py)."""
         image = check_image(image_rgb, min_side=1)
         boxes = np.asarray(boxes_xyxy, dtype=np.float64)
         if boxes.ndim != 2 or boxes.shape[1] != 4:
@@ -187,7 +189,7 @@ class Matcher:
         if len(boxes) == 0:
             return torch.empty(0, self.embed_dim, device=self.device)
         with torch.inference_mode():
-            frame = self._normalised(image)
+            frame = self._normalised(image, turn)
             out = []
             for start in range(0, len(boxes), self.batch_size):
                 stop = min(start + self.batch_size, len(boxes))
@@ -195,9 +197,12 @@ class Matcher:
                 out.append(self._image_features(batch))
         return torch.cat(out)  # outside inference_mode: a normal tensor callers may modify in place
 
-    def _normalised(self, image: np.ndarray) -> torch.Tensor:
-        """The frame as one (3, H, W) float tensor in CLIP's normalised space, where 0 is CLIP's mean colour."""
+    def _normalised(self, image: np.ndarray, turn: int = 0) -> torch.Tensor:
+        """The frame as one (3, H, W) float tensor in CLIP's normalised space, where 0 is CLIP's mean colour; its
+        channels turned `turn` places before normalising, so that outside a mask the crop is still the mean colour."""
         pixels = torch.from_numpy(image).to(self.device).permute(2, 0, 1).float().div_(255.0)
+        if turn % 3:
+            pixels = torch.roll(pixels, shifts=turn, dims=0)
         return (pixels - self._mean) / self._std
 
     def warm_up_image_graphs(self) -> None:

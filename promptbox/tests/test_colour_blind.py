@@ -1,0 +1,173 @@
+"""A colour phrase's class question is also asked colour-blind (colour_blind.py): hand-made scores for how the two
+readings combine, the world CLIP (the real architecture) for the turned crops, and world scenes with the world's exact
+masks for what it finds and what it still refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from promptbox import attributes, colour_blind
+from promptbox.config import LocatorConfig
+from promptbox.detection import Detection, NotFound
+from promptbox.evaluation.metrics import box_iou
+from promptbox.evaluation.world_masks import WorldMaskProposer
+from promptbox.locator import Locator
+from promptbox.selection import PhraseScores, calibrate
+from promptbox.shortlist import pooled_embeddings
+from promptbox.world import generate_scene
+from promptbox.world.catalogue import UNSEEN_PAIRS
+
+WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "world"
+VAL_SEED = 20261123  # the world gate's validation stream
+SIZE = (640, 480)
+
+
+def _scores(confidence, top1, rival) -> PhraseScores:
+    confidence = np.asarray(confidence, float)
+    return PhraseScores("mug", np.linspace(0.2, 0.3, len(confidence)), confidence, np.asarray(top1, bool),
+                        tuple(rival))
+
+
+def test_each_region_keeps_its_more_confident_reading() -> None:
+    plain = _scores([0.02, 0.9, 0.4], [False, True, False], ["apple", "bowl", "ball"])
+    # Colour-blind readings of regions 0 and 1 only (the regions whose colour the colour question names).
+    blind = _scores([0.85, 0.3], [True, False], ["cup", "vase"])
+    both = colour_blind.either(plain, blind, np.array([0, 1]))
+    assert both.confidence.tolist() == [0.85, 0.9, 0.4]
+    assert both.top1.tolist() == [True, True, False]
+    # What a region reads as comes from the reading it keeps: region 0 is no longer "apple".
+    assert both.rival == ("cup", "bowl", "ball")
+    assert np.array_equal(both.similarity, plain.similarity)  # nested regions compare raw cosines read alike
+    assert plain.confidence.tolist() == [0.02, 0.9, 0.4]  # the plain scores are not changed in place
+
+
+def test_a_reading_of_other_regions_is_refused() -> None:
+    plain = _scores([0.1, 0.2], [False, False], ["apple", "ball"])
+    with pytest.raises(ValueError, match="blind scores 1 regions for 2 rows"):
+        colour_blind.either(plain, _scores([0.9], [True], ["cup"]), np.array([0, 1]))
+
+
+@pytest.fixture(scope="module")
+def locator() -> Locator:
+    config = LocatorConfig(clip_model=str(WEIGHTS / "world-clip"), mode="exact")
+    return Locator(config, proposer=WorldMaskProposer(VAL_SEED, 3, SIZE, settings=config.amg))
+
+
+def _regions(locator: Locator, scene):
+    proposals = locator._exact_proposals(locator.prepare(scene.image))
+    return proposals, locator.matcher.encode_regions(scene.image, proposals.boxes_xyxy, proposals.masks)
+
+
+def test_a_turned_crop_is_the_crop_of_the_frame_with_its_channels_turned(locator: Locator) -> None:
+    scene = generate_scene(VAL_SEED, 0, SIZE, split="val")
+    proposals, plain = _regions(locator, scene)
+    boxes, masks = proposals.boxes_xyxy, proposals.masks
+    matcher = locator.matcher
+    turned = matcher.encode_regions(scene.image, boxes, masks, turn=1)
+    # R, G, B -> B, R, G, turned before CLIP's per-channel normalisation (after it, the channels' means would mix).
+    rolled = matcher.encode_regions(np.ascontiguousarray(np.roll(scene.image, 1, axis=2)), boxes, masks)
+    assert torch.allclose(turned, rolled, atol=1e-5)
+    assert (plain * turned).sum(dim=1).min() < 0.99  # the case under test: a coloured scene reads differently
+    assert torch.allclose(matcher.encode_regions(scene.image, boxes, masks, turn=3), plain, atol=1e-5)
+
+    blind = colour_blind.embeddings(matcher, scene.image, boxes, masks, plain)
+    mean = plain + turned + matcher.encode_regions(scene.image, boxes, masks, turn=2)
+    assert torch.allclose(blind, mean / mean.norm(dim=1, keepdim=True), atol=1e-5)
+
+
+def test_each_regions_colour_blind_embedding_is_computed_once(locator: Locator, monkeypatch) -> None:
+    scene = generate_scene(VAL_SEED, 0, SIZE, split="val")
+    proposals, plain = _regions(locator, scene)
+    cropped: list[int] = []
+    encode = locator.matcher.encode_regions
+    monkeypatch.setattr(locator.matcher, "encode_regions", lambda image, boxes, masks, **turn: (
+        cropped.append(len(boxes)), encode(image, boxes, masks, **turn))[1])
+    regions = colour_blind.ColourBlindRegions(locator.matcher, scene.image, proposals.boxes_xyxy, proposals.masks,
+                                              plain)
+    first = regions.embeddings(np.array([2, 0]))
+    again = regions.embeddings(np.array([0, 1, 2]))  # the target's rows, then a relation's anchor's
+    assert cropped == [2, 2, 1, 1]  # two turns for rows 0 and 2, then two for row 1 alone
+    assert torch.equal(again[0], first[1]) and torch.equal(again[2], first[0])
+
+
+def _truth(scene, colour: str, cls: str) -> np.ndarray:
+    boxes = [np.add(o.box_xyxy, [0, 0, 1, 1]) for o in scene.objects if (o.colour, o.cls) == (colour, cls)]
+    assert len(boxes) == 1, f"the scene holds {len(boxes)} {colour} {cls}s: it no longer shows the case"
+    return boxes[0]
+
+
+def test_a_mug_in_a_colour_never_seen_on_mugs_is_found_among_other_green_objects(locator: Locator) -> None:
+    scene = generate_scene(VAL_SEED, 0, SIZE, split="val")
+    assert ("green", "mug") in UNSEEN_PAIRS
+    truth = _truth(scene, "green", "mug")
+    assert sum(o.colour == "green" for o in scene.objects) >= 3  # a screwdriver, a bottle and a phone are green too
+    result = locator.locate(scene.image, "pick the green mug")
+    assert isinstance(result, Detection), result.to_dict()
+    assert box_iou(result.box_xyxy, truth) >= 0.5
+
+    # The case under test: read in its own colours, the mug is not a mug to the world CLIP.
+    proposals, regions = _regions(locator, scene)
+    mug = int(np.argmax([box_iou(b + np.array([0, 0, 1, 1]), truth) for b in proposals.boxes_xyxy]))
+    plain = locator._score(regions, "green mug")
+    assert plain.confidence[mug] < locator.config.min_score and plain.rival[mug] != "mug", plain.rival[mug]
+
+
+def test_a_green_object_of_another_class_is_still_not_the_green_mug(locator: Locator) -> None:
+    scene = generate_scene(VAL_SEED, 2, SIZE, split="val")
+    phone = _truth(scene, "green", "phone")
+    assert not [o for o in scene.objects if o.cls == "mug"]
+    result = locator.locate(scene.image, "pick the green mug")
+    assert isinstance(result, NotFound), result.to_dict()
+
+    # The case under test: the phone's colour is the asked one, so its class was asked colour-blind too.
+    proposals, regions = _regions(locator, scene)
+    row = int(np.argmax([box_iou(b + np.array([0, 0, 1, 1]), phone) for b in proposals.boxes_xyxy]))
+    _, similarity = locator._colour_similarity(regions, attributes.colour_phrase("green mug"))
+    assert attributes.colour_wins(similarity[:, 0], similarity[:, 1:])[row]
+
+
+def test_a_mug_of_another_colour_is_not_read_colour_blind(locator: Locator) -> None:
+    scene = generate_scene(VAL_SEED, 0, SIZE, split="val")
+    assert not [o for o in scene.objects if (o.colour, o.cls) == ("red", "mug")]
+    assert isinstance(locator.locate(scene.image, "take the red mug"), NotFound)
+
+
+def test_the_regions_best_in_colour_get_crops_whatever_their_class_reads_as_on_pooled_tokens() -> None:
+    config = LocatorConfig(clip_model=str(WEIGHTS / "world-clip"), mode="exact", shortlist_size=5)
+    locator = Locator(config, proposer=WorldMaskProposer(VAL_SEED, 1, SIZE, settings=config.amg))
+    scene = generate_scene(VAL_SEED, 0, SIZE, split="val")
+    truth = _truth(scene, "green", "mug")
+    result = locator.locate(scene.image, "pick the green mug")
+    assert isinstance(result, Detection) and box_iou(result.box_xyxy, truth) >= 0.5, result.to_dict()
+
+    # The case under test: ranked by the phrase's score on pooled tokens, the mug is not among the 5 best.
+    frame = locator.prepare(scene.image)
+    proposals = locator._exact_proposals(frame)
+    mug = int(np.argmax([box_iou(b + np.array([0, 0, 1, 1]), truth) for b in proposals.boxes_xyxy]))
+    pooled = pooled_embeddings(locator._tokens(scene.image, frame), proposals.masks)
+    ranked = np.argsort(-locator._score(pooled, "green mug").confidence, kind="stable")
+    assert mug not in ranked[:5].tolist()
+    _, similarity = locator._colour_similarity(pooled, attributes.colour_phrase("green mug"))
+    by_colour = np.argsort(-calibrate(similarity[:, 0], similarity[:, 1:], locator.matcher.logit_scale))
+    assert mug in by_colour[:5].tolist()
+
+
+def test_only_the_regions_whose_colour_is_asked_are_read_colour_blind(locator: Locator, monkeypatch) -> None:
+    scene = generate_scene(VAL_SEED, 0, SIZE, split="val")
+    crops: dict[int, list[int]] = {0: [], 1: [], 2: []}  # per turn, the regions of each call
+    encode = locator.matcher.encode_regions
+    monkeypatch.setattr(locator.matcher, "encode_regions", lambda image, boxes, masks, turn=0: (
+        crops[turn].append(len(boxes)), encode(image, boxes, masks, turn=turn))[1])
+    assert isinstance(locator.locate(scene.image, "pick the green mug"), Detection)
+    # Two turns of the same regions: the green ones (this scene has four green objects), not all that were matched.
+    assert crops[1] == crops[2] and 0 < sum(crops[1]) < max(crops[0]), crops
+    crops[1].clear()
+    assert isinstance(locator.locate(scene.image, "pick the black pen"), Detection)
+    assert crops[1], "a seen pair is read colour-blind as well: its regions of the asked colour"
+    crops[1].clear()
+    locator.locate(scene.image, "pick the pen")
+    assert not crops[1], "a phrase without a colour has no colour-blind reading"
