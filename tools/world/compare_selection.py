@@ -39,7 +39,7 @@ def old_selection(rev: str) -> types.ModuleType:
 
 
 def install(old: types.ModuleType) -> None:
-    def score(self, regions, phrase, negatives=()):
+    def score(self, regions, phrase, negatives=(), blind=None):  # that commit had no colour-blind reading
         vector = self.matcher.encode_text(phrase).vector
         scenery = self.matcher.encode_texts(old.BACKGROUND_PHRASES)
         sim = (regions @ vector.to(regions)).float().cpu().numpy()
