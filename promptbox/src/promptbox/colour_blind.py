@@ -20,13 +20,15 @@ import numpy as np
 import torch
 
 from promptbox.masks import BoxMasks
+from promptbox.matching import Matcher
 from promptbox.selection import PhraseScores
 
 # Channel turns beside the frame as it is (turn 0); Matcher.encode_regions(turn=t) crops the turned frame.
 TURNS: tuple[int, ...] = (1, 2)
 
 
-def embeddings(matcher, image: np.ndarray, boxes: np.ndarray, masks: BoxMasks, plain: torch.Tensor) -> torch.Tensor:
+def embeddings(matcher: Matcher, image: np.ndarray, boxes: np.ndarray, masks: BoxMasks,
+               plain: torch.Tensor) -> torch.Tensor:
     """(N, D) colour-blind embeddings of the regions `boxes` / `masks`: the L2-normalised mean of `plain` (their
     embeddings as they are) and their embeddings in each of TURNS."""
     if len(boxes) == 0:
@@ -40,7 +42,8 @@ class ColourBlindRegions:
     """The colour-blind embeddings of one matching's regions, each computed once however many phrases ask (the
     target, a part's whole, a relation's anchor)."""
 
-    def __init__(self, matcher, image: np.ndarray, boxes: np.ndarray, masks: BoxMasks, plain: torch.Tensor) -> None:
+    def __init__(self, matcher: Matcher, image: np.ndarray, boxes: np.ndarray, masks: BoxMasks,
+                 plain: torch.Tensor) -> None:
         self._matcher, self._image, self._boxes, self._masks, self._plain = matcher, image, boxes, masks, plain
         self._done: dict[int, torch.Tensor] = {}
 

@@ -370,9 +370,9 @@ class Locator:
     def _score(self, regions: torch.Tensor, phrase: str, negatives: tuple[str, ...] = (),
                blind: colour_blind.ColourBlindRegions | None = None) -> PhraseScores:
         """`phrase` scored on every region. A colour phrase ("green mug") is the thing ("mug") against its competitors
-        times the colour against the thing's other colours ("white mug"; attributes.py says why). With `blind`
-        (the regions' masked crops), the thing is also asked colour-blind on the regions whose
-        colour the colour question names, and each keeps its more confident reading (colour_blind.py)."""
+        times the colour against the thing's other colours ("white mug"; attributes.py says why). With `blind` (the
+        regions are masked crops), the thing is also asked colour-blind on the regions whose colour the colour
+        question names, and each keeps its more confident reading (colour_blind.py)."""
         colour = attributes.colour_phrase(phrase)
         if colour is None or colour.thing == attributes.GENERIC_THING:
             # No colour, nothing but one ("red"), or no class ("the red one" is "red object": "object" against the

@@ -199,7 +199,8 @@ class Matcher:
 
     def _normalised(self, image: np.ndarray, turn: int = 0) -> torch.Tensor:
         """The frame as one (3, H, W) float tensor in CLIP's normalised space, where 0 is CLIP's mean colour; its
-        channels turned `turn` places before normalising, so that outside a mask the crop is still the mean colour."""
+        channels turned `turn` places first, since CLIP's normalisation is per channel (turned after it, each channel
+        would keep another's mean and spread: not a hue turn)."""
         pixels = torch.from_numpy(image).to(self.device).permute(2, 0, 1).float().div_(255.0)
         if turn % 3:
             pixels = torch.roll(pixels, shifts=turn, dims=0)
