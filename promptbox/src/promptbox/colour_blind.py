@@ -31,10 +31,8 @@ def embeddings(matcher: Matcher, image: np.ndarray, boxes: np.ndarray, masks: Bo
                plain: torch.Tensor) -> torch.Tensor:
     """(N, D) colour-blind embeddings of the regions `boxes` / `masks`: the L2-normalised mean of `plain` (their
     embeddings as they are) and their embeddings in each of TURNS."""
-    if len(boxes) == 0:
-        return plain
     views = [plain.float(), *(matcher.encode_regions(image, boxes, masks, turn=t).float() for t in TURNS)]
-    mean = torch.stack([v.to(plain.device) for v in views]).mean(dim=0)
+    mean = torch.stack(views).mean(dim=0)
     return (mean / mean.norm(dim=-1, keepdim=True).clamp_min(1e-12)).to(plain.dtype)
 
 
