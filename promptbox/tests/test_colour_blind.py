@@ -1,6 +1,7 @@
-"""A colour phrase's class question is also asked colour-blind (colour_blind.py): hand-made scores for how the two
-readings combine, the world CLIP (the real architecture) for the turned crops, and world scenes with the world's exact
-masks for what it finds and what it still refuses."""
+"""The class question is also asked colour-blind (colour_blind.py): hand-made scores for how the readings combine,
+the world CLIP (the real architecture) for the turned crops, and world scenes with the world's exact masks (and
+world MobileSAM's, for one case) for what it finds and what it still refuses: colour phrases, then phrases without a
+colour."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from promptbox.detection import Detection, NotFound
 from promptbox.evaluation.metrics import box_iou
 from promptbox.evaluation.world_masks import WorldMaskProposer
 from promptbox.locator import Locator
+from promptbox.masks import BoxMasks
 from promptbox.selection import PhraseScores, calibrate
 from promptbox.shortlist import pooled_embeddings
 from promptbox.world import generate_scene
@@ -168,6 +170,108 @@ def test_only_the_regions_whose_colour_is_asked_are_read_colour_blind(locator: L
     crops[1].clear()
     assert isinstance(locator.locate(scene.image, "pick the black pen"), Detection)
     assert crops[1], "a seen pair is read colour-blind as well: its regions of the asked colour"
-    crops[1].clear()
-    locator.locate(scene.image, "pick the pen")
-    assert not crops[1], "a phrase without a colour has no colour-blind reading"
+
+
+def test_in_each_hue_keeps_the_least_confident_turned_reading() -> None:
+    first = _scores([0.9, 0.8, 0.1], [True, True, False], ["cup", "bowl", "ball"])
+    second = _scores([0.7, 0.95, 0.6], [True, False, True], ["vase", "jar", "box"])
+    both = colour_blind.in_each_hue([first, second])
+    assert both.confidence.tolist() == [0.7, 0.8, 0.1]
+    assert both.top1.tolist() == [True, False, False]  # the class must be top-1 in every hue
+    assert both.rival == ("vase", "bowl", "ball")  # what the weakest reading reads the region as
+    with pytest.raises(ValueError, match="no turned readings"):
+        colour_blind.in_each_hue([])
+
+
+def test_grey_white_and_black_regions_have_no_hue_to_turn(locator: Locator) -> None:
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[:] = (238, 238, 234)  # the world's white
+    image[10:30, 30:50] = (35, 160, 60)  # the world's green
+    image[0:5, 0:5] = (28, 28, 30)  # and its black
+    dense = np.zeros((3, 40, 60), bool)
+    dense[0, 5:35, 5:25] = True  # white only
+    dense[1, 10:30, 30:50] = True  # green only
+    dense[2, 0:5, 0:5] = True  # black only
+    masks = BoxMasks.from_dense(dense)
+    chroma = colour_blind.chroma(image, masks, np.array([0, 1, 2]))
+    assert chroma == pytest.approx([4 / 255, 125 / 255, 2 / 255])
+    regions = colour_blind.ColourBlindRegions(locator.matcher, image, masks.inclusive_boxes().astype(np.float32),
+                                              masks, torch.zeros(3, 8))
+    assert regions.chromatic(np.array([2, 1, 0])).tolist() == [1]
+
+
+def _scene_locator(seed: int, scenes: int, **config) -> Locator:
+    settings = LocatorConfig(clip_model=str(WEIGHTS / "world-clip"), mode="exact", **config)
+    return Locator(settings, proposer=WorldMaskProposer(seed, scenes, SIZE, settings=settings.amg))
+
+
+def test_a_parts_whole_in_a_colour_never_seen_on_its_class_is_found(locator: Locator) -> None:
+    scene = generate_scene(VAL_SEED, 0, SIZE, split="val")
+    mug = next(o for o in scene.objects if (o.colour, o.cls) == ("green", "mug"))
+    body = np.add(next(p.box_xyxy for p in mug.parts if p.name == "body"), [0, 0, 1, 1])
+    result = locator.locate(scene.image, "grab the body of the mug")
+    assert isinstance(result, Detection), result.to_dict()
+    assert box_iou(result.box_xyxy, body) >= 0.5
+
+    # The case under test: read in its own colours, the mug is not a mug, and "mug" names no colour to ask.
+    proposals, regions = _regions(locator, scene)
+    row = int(np.argmax([box_iou(b + np.array([0, 0, 1, 1]), np.add(mug.box_xyxy, [0, 0, 1, 1]))
+                         for b in proposals.boxes_xyxy]))
+    plain = locator._score_names(regions, "mug")
+    assert plain.confidence[row] < locator.config.min_score and plain.rival[row] != "mug", plain.rival[row]
+    assert attributes.colour_phrase("mug") is None
+
+
+def test_without_a_colour_the_class_must_hold_in_each_turned_hue() -> None:
+    # Seed 4242 is the probes' stream (tools/world/class_probe.py), not the gate's.
+    locator = _scene_locator(4242, 9)
+    scene = generate_scene(4242, 8, SIZE, split="val")
+    assert not [o for o in scene.objects if o.cls == "ball"]
+    apple = _truth(scene, "yellow", "apple")
+    assert isinstance(locator.locate(scene.image, "pick the ball"), NotFound)
+
+    # The case under test: averaged over the three hues (as a colour phrase's class is), the yellow apple is a ball.
+    proposals, regions = _regions(locator, scene)
+    row = int(np.argmax([box_iou(b + np.array([0, 0, 1, 1]), apple) for b in proposals.boxes_xyxy]))
+    blind = colour_blind.ColourBlindRegions(locator.matcher, scene.image, proposals.boxes_xyxy, proposals.masks,
+                                            regions)
+    averaged = locator._score_names(blind.embeddings(np.array([row])), "ball")
+    assert averaged.confidence[0] >= locator.config.min_score
+
+
+def test_without_a_colour_only_regions_where_the_class_is_in_the_running_are_turned() -> None:
+    locator = _scene_locator(4242, 15)
+    scene = generate_scene(4242, 14, SIZE, split="val")
+    assert not [o for o in scene.objects if o.cls == "ball"]
+    assert isinstance(locator.locate(scene.image, "pick the ball"), NotFound)
+
+    # The case under test: the whole frame reads as a ball in each turned hue, but its own reading does not rank
+    # "ball" among the RANKED best names.
+    proposals, regions = _regions(locator, scene)
+    frame = int(np.argmax([np.prod(b[2:] - b[:2]) for b in proposals.boxes_xyxy]))
+    assert proposals.boxes_xyxy[frame].tolist() == [0, 0, 639, 479]
+    assert locator._score_names(regions[[frame]], "ball").rank[0] >= colour_blind.RANKED
+    blind = colour_blind.ColourBlindRegions(locator.matcher, scene.image, proposals.boxes_xyxy, proposals.masks,
+                                            regions)
+    turned = [locator._score_names(view, "ball") for view in blind.turned(np.array([frame]))]
+    assert colour_blind.in_each_hue(turned).confidence[0] >= locator.config.min_score
+
+
+def test_without_a_colour_only_coloured_regions_are_turned() -> None:
+    config = LocatorConfig(clip_model=str(WEIGHTS / "world-clip"), mode="exact",
+                           sam_checkpoint=str(WEIGHTS / "mobile_sam.pt"))
+    if not Path(config.sam_checkpoint).is_file():
+        pytest.skip(f"world MobileSAM is not at {config.sam_checkpoint}: the case needs its masks")
+    locator = Locator(config)
+    scene = generate_scene(VAL_SEED, 2, SIZE, split="val")
+    spoon = _truth(scene, "white", "spoon")
+    result = locator.locate(scene.image, "hand me the pen")
+    assert not (isinstance(result, Detection) and box_iou(result.box_xyxy, spoon) >= 0.5), result.to_dict()
+
+    # The case under test: world MobileSAM's white spoon ranks "pen" among the best names, but it is white.
+    frame = locator.prepare(scene.image)
+    proposals = locator._exact_proposals(frame)
+    row = int(np.argmax([box_iou(b + np.array([0, 0, 1, 1]), spoon) for b in proposals.boxes_xyxy]))
+    regions = locator.matcher.encode_regions(scene.image, proposals.boxes_xyxy[[row]], proposals.masks[[row]])
+    assert locator._score_names(regions, "pen").rank[0] < colour_blind.RANKED
+    assert colour_blind.chroma(scene.image, proposals.masks, np.array([row]))[0] < colour_blind.CHROMATIC

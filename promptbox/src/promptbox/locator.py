@@ -371,13 +371,23 @@ class Locator:
                blind: colour_blind.ColourBlindRegions | None = None) -> PhraseScores:
         """`phrase` scored on every region. A colour phrase ("green mug") is the thing ("mug") against its competitors
         times the colour against the thing's other colours ("white mug"; attributes.py says why). With `blind` (the
-        regions are masked crops), the thing is also asked colour-blind on the regions whose colour the colour
-        question names, and each keeps its more confident reading (colour_blind.py)."""
+        regions are masked crops), the class is also asked colour-blind, and each region keeps its more confident
+        reading (colour_blind.py): a colour phrase's thing averaged over three hues, on the regions whose colour the
+        colour question names; a phrase without a colour in each turned hue, on coloured regions where the plain
+        reading ranks it among colour_blind.RANKED best names."""
         colour = attributes.colour_phrase(phrase)
         if colour is None or colour.thing == attributes.GENERIC_THING:
             # No colour, nothing but one ("red"), or no class ("the red one" is "red object": "object" against the
             # names would refuse everything): one question, the phrase against names, its other colours, scenery.
-            return self._score_names(regions, phrase, (*vocabulary.colour_variants(phrase), *negatives))
+            rivals = (*vocabulary.colour_variants(phrase), *negatives)
+            plain = self._score_names(regions, phrase, rivals)
+            if blind is None or colour is not None:  # a colour alone is not a class to ask colour-blind
+                return plain
+            rows = blind.chromatic(np.flatnonzero(plain.rank < colour_blind.RANKED))
+            if not rows.size:
+                return plain
+            turned = [self._score_names(view.to(regions), phrase, rivals) for view in blind.turned(rows)]
+            return colour_blind.either(plain, colour_blind.in_each_hue(turned), rows)
         colour_rivals, thing_rivals = attributes.split_negatives(colour, negatives)
         thing = self._score_names(regions, colour.thing, thing_rivals)
         rivals, similarity = self._colour_similarity(regions, colour, colour_rivals)
@@ -411,10 +421,11 @@ class Locator:
         # The model's own temperature: the one its contrastive training calibrated its logits with.
         confidence = calibrate(similarity, rival_sim, logit_scale=self.matcher.logit_scale)
         top1 = similarity >= rival_sim.max(axis=1) if rival_sim.size else np.ones_like(similarity, bool)
+        rank = (rival_sim > similarity[:, None]).sum(axis=1)
         # What each region reads as, for a not-found answer's reason ("it reads as 'apple'").
         rival_names = [*(self._names[i] for i in competing), *BACKGROUND_PHRASES, *negatives]
         rival = tuple(rival_names[j] for j in rival_sim.argmax(axis=1)) if rival_sim.size else ()
-        return PhraseScores(phrase, similarity, confidence, top1, rival)
+        return PhraseScores(phrase, similarity, confidence, top1, rival, rank)
 
     def _tokens(self, image: np.ndarray, frame: FrameEmbedding | None) -> PatchTokens:
         """The frame's CLIP patch tokens, computed once per prepared frame."""

@@ -47,6 +47,7 @@ class PhraseScores:
     confidence: np.ndarray  # (N,)
     top1: np.ndarray  # (N,) bool
     rival: tuple[str, ...] = ()  # per region, the competing name that scored highest ((): not known)
+    rank: np.ndarray | None = None  # (N,) int, per region how many competing names beat the phrase (None: not known)
 
 DUPLICATE_IOU = 0.7
 
