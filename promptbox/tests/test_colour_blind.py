@@ -81,18 +81,43 @@ def test_a_turned_crop_is_the_crop_of_the_frame_with_its_channels_turned(locator
     assert torch.allclose(blind, mean / mean.norm(dim=1, keepdim=True), atol=1e-5)
 
 
+def test_both_turns_of_a_few_regions_take_one_call_of_the_image_tower(locator: Locator, monkeypatch) -> None:
+    scene = generate_scene(VAL_SEED, 0, SIZE, split="val")
+    proposals, _ = _regions(locator, scene)
+    matcher = locator.matcher
+    rows = np.arange(3)
+    boxes, masks = proposals.boxes_xyxy[rows], proposals.masks[rows]
+    apart = [matcher.encode_regions(scene.image, boxes, masks, turn=t) for t in (1, 2)]
+    calls: list[int] = []
+    features = matcher._image_features
+    monkeypatch.setattr(matcher, "_image_features", lambda pixels: (calls.append(len(pixels)), features(pixels))[1])
+    together = matcher.encode_turned(scene.image, boxes, masks, (1, 2))
+    assert calls == [6]
+    for one, other in zip(together, apart, strict=True):
+        assert torch.allclose(one, other, atol=1e-5)
+    # More crops than a batch: calls of at most batch_size, in order.
+    monkeypatch.setattr(matcher, "batch_size", 4)
+    calls.clear()
+    split = matcher.encode_turned(scene.image, boxes, masks, (1, 2))
+    assert calls == [3, 3]
+    for one, other in zip(split, apart, strict=True):
+        assert torch.allclose(one, other, atol=1e-5)
+    with pytest.raises(ValueError, match="turns: empty"):
+        matcher.encode_turned(scene.image, boxes, masks, ())
+
+
 def test_each_regions_colour_blind_embedding_is_computed_once(locator: Locator, monkeypatch) -> None:
     scene = generate_scene(VAL_SEED, 0, SIZE, split="val")
     proposals, plain = _regions(locator, scene)
-    cropped: list[int] = []
-    encode = locator.matcher.encode_regions
-    monkeypatch.setattr(locator.matcher, "encode_regions", lambda image, boxes, masks, **turn: (
-        cropped.append(len(boxes)), encode(image, boxes, masks, **turn))[1])
+    cropped: list[tuple[int, tuple[int, ...]]] = []
+    encode = locator.matcher.encode_turned
+    monkeypatch.setattr(locator.matcher, "encode_turned", lambda image, boxes, masks, turns: (
+        cropped.append((len(boxes), turns)), encode(image, boxes, masks, turns))[1])
     regions = colour_blind.ColourBlindRegions(locator.matcher, scene.image, proposals.boxes_xyxy, proposals.masks,
                                               plain)
     first = regions.embeddings(np.array([2, 0]))
     again = regions.embeddings(np.array([0, 1, 2]))  # the target's rows, then a relation's anchor's
-    assert cropped == [2, 2, 1, 1]  # two turns for rows 0 and 2, then two for row 1 alone
+    assert cropped == [(2, (1, 2)), (1, (1, 2))]  # rows 0 and 2 in both turns, then row 1 alone
     assert torch.equal(again[0], first[1]) and torch.equal(again[2], first[0])
 
 
@@ -160,16 +185,16 @@ def test_the_regions_best_in_colour_get_crops_whatever_their_class_reads_as_on_p
 
 def test_only_the_regions_whose_colour_is_asked_are_read_colour_blind(locator: Locator, monkeypatch) -> None:
     scene = generate_scene(VAL_SEED, 0, SIZE, split="val")
-    crops: dict[int, list[int]] = {0: [], 1: [], 2: []}  # per turn, the regions of each call
-    encode = locator.matcher.encode_regions
-    monkeypatch.setattr(locator.matcher, "encode_regions", lambda image, boxes, masks, turn=0: (
-        crops[turn].append(len(boxes)), encode(image, boxes, masks, turn=turn))[1])
+    crops: dict[tuple[int, ...], list[int]] = {(0,): [], colour_blind.TURNS: []}  # per turns, each call's regions
+    encode = locator.matcher.encode_turned
+    monkeypatch.setattr(locator.matcher, "encode_turned", lambda image, boxes, masks, turns: (
+        crops[turns].append(len(boxes)), encode(image, boxes, masks, turns))[1])
     assert isinstance(locator.locate(scene.image, "pick the green mug"), Detection)
-    # Two turns of the same regions: the green ones (this scene has four green objects), not all that were matched.
-    assert crops[1] == crops[2] and 0 < sum(crops[1]) < max(crops[0]), crops
-    crops[1].clear()
+    # Turned: the green regions (this scene has four green objects), not all that were matched.
+    assert 0 < sum(crops[colour_blind.TURNS]) < max(crops[(0,)]), crops
+    crops[colour_blind.TURNS].clear()
     assert isinstance(locator.locate(scene.image, "pick the black pen"), Detection)
-    assert crops[1], "a seen pair is read colour-blind as well: its regions of the asked colour"
+    assert crops[colour_blind.TURNS], "a seen pair is read colour-blind as well: its regions of the asked colour"
 
 
 def test_in_each_hue_keeps_the_least_confident_turned_reading() -> None:

@@ -17,8 +17,8 @@ How much the colour-blind reading may claim depends on what else guards the answ
   is asked only where it can be about colour and the class is already in the running: regions with a hue to turn
   (CHROMATIC), on which the plain reading has the phrase among its RANKED best names. That also bounds the cost.
 
-The turned crops cost a pass of the image tower per turn over those regions, once per region however many phrases
-ask (the target, a part's whole, a relation's anchor).
+The turned crops cost one more call of the image tower over those regions in both turns (a call's cost is mostly
+fixed on a CPU), once per region however many phrases ask (the target, a part's whole, a relation's anchor).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from promptbox.masks import BoxMasks
 from promptbox.matching import Matcher
 from promptbox.selection import PhraseScores
 
-# Channel turns beside the frame as it is (turn 0); Matcher.encode_regions(turn=t) crops the turned frame.
+# Channel turns beside the frame as it is (turn 0); Matcher.encode_turned crops the turned frames.
 TURNS: tuple[int, ...] = (1, 2)
 # A phrase without a colour is read colour-blind on the regions where the plain reading ranks it among this many
 # best names (0: its top-1): colour moves a class a few places, it does not make one out of nothing.
@@ -44,7 +44,7 @@ def embeddings(matcher: Matcher, image: np.ndarray, boxes: np.ndarray, masks: Bo
                plain: torch.Tensor) -> torch.Tensor:
     """(N, D) colour-blind embeddings of the regions `boxes` / `masks`: the L2-normalised mean of `plain` (their
     embeddings as they are) and their embeddings in each of TURNS."""
-    return averaged(plain, [matcher.encode_regions(image, boxes, masks, turn=t) for t in TURNS])
+    return averaged(plain, matcher.encode_turned(image, boxes, masks, TURNS))
 
 
 def averaged(plain: torch.Tensor, turned: list[torch.Tensor]) -> torch.Tensor:
@@ -83,19 +83,15 @@ class ColourBlindRegions:
     def __init__(self, matcher: Matcher, image: np.ndarray, boxes: np.ndarray, masks: BoxMasks,
                  plain: torch.Tensor) -> None:
         self._matcher, self._image, self._boxes, self._masks, self._plain = matcher, image, boxes, masks, plain
-        self._done: dict[tuple[int, int], torch.Tensor] = {}  # (turn, row) -> embedding
+        self._done: dict[int, list[torch.Tensor]] = {}  # row -> its embedding in each of TURNS
 
     def turned(self, rows: np.ndarray) -> list[torch.Tensor]:
         """Per turn in TURNS, the (len(rows), D) embeddings of the regions at `rows` in the turned frame."""
-        views = []
-        for turn in TURNS:
-            todo = np.array([r for r in dict.fromkeys(int(r) for r in rows) if (turn, r) not in self._done],
-                            np.int64)
-            if todo.size:
-                found = self._matcher.encode_regions(self._image, self._boxes[todo], self._masks[todo], turn=turn)
-                self._done.update(((turn, r), v) for r, v in zip(todo.tolist(), found, strict=True))
-            views.append(torch.stack([self._done[(turn, int(r))] for r in rows]))
-        return views
+        todo = np.array([r for r in dict.fromkeys(int(r) for r in rows) if r not in self._done], np.int64)
+        if todo.size:
+            found = self._matcher.encode_turned(self._image, self._boxes[todo], self._masks[todo], TURNS)
+            self._done.update((r, [view[k] for view in found]) for k, r in enumerate(todo.tolist()))
+        return [torch.stack([self._done[int(r)][t] for r in rows]) for t in range(len(TURNS))]
 
     def embeddings(self, rows: np.ndarray) -> torch.Tensor:
         """(len(rows), D) the averaged colour-blind embeddings of the regions at `rows` (a colour phrase's)."""

@@ -173,10 +173,20 @@ class Matcher:
         """(N, D) embeddings of the regions `boxes_xyxy` (source px); with `masks` (BoxMasks, or an (N, H, W) bool
         stack), of the masked objects only. `turn`: the frame's colour channels turned that many places first (1: R,
         G, B -> B, R, G, the hue turned by 120 degrees; colour_blind.py)."""
+        return self.encode_turned(image_rgb, boxes_xyxy, masks, (turn,))[0]
+
+    def encode_turned(
+        self, image_rgb: np.ndarray, boxes_xyxy: np.ndarray, masks: BoxMasks | np.ndarray | None,
+        turns: tuple[int, ...],
+    ) -> list[torch.Tensor]:
+        """Per turn in `turns`, encode_regions(..., turn=t): every turn's crops in the same batches of the image
+        tower, so a few regions in two turns cost one call, not two (on a CPU a call has a fixed cost)."""
         image = check_image(image_rgb, min_side=1)
         boxes = np.asarray(boxes_xyxy, dtype=np.float64)
         if boxes.ndim != 2 or boxes.shape[1] != 4:
             raise ValueError(f"boxes_xyxy: shape {boxes.shape} is not supported; accepted: (N, 4)")
+        if not turns:
+            raise ValueError("turns: empty; accepted: at least one turn (0: the frame as it is)")
         if masks is not None:
             shape = masks.shape if isinstance(masks, BoxMasks) else np.shape(masks)
             if tuple(shape) != (len(boxes), *image.shape[:2]):
@@ -187,15 +197,22 @@ class Matcher:
             if not isinstance(masks, BoxMasks):
                 masks = BoxMasks.from_dense(np.asarray(masks, dtype=bool))
         if len(boxes) == 0:
-            return torch.empty(0, self.embed_dim, device=self.device)
+            return [torch.empty(0, self.embed_dim, device=self.device) for _ in turns]
         with torch.inference_mode():
-            frame = self._normalised(image, turn)
-            out = []
-            for start in range(0, len(boxes), self.batch_size):
-                stop = min(start + self.batch_size, len(boxes))
-                batch = region_crops.crops(frame, boxes[start:stop], masks, start, self.context_pad, self.image_size)
-                out.append(self._image_features(batch))
-        return torch.cat(out)  # outside inference_mode: a normal tensor callers may modify in place
+            out: list[torch.Tensor] = []
+            pending: list[torch.Tensor] = []  # crops for the next call, at most batch_size of them
+            for turn in turns:
+                frame = self._normalised(image, turn)
+                for start in range(0, len(boxes), self.batch_size):
+                    stop = min(start + self.batch_size, len(boxes))
+                    if pending and sum(len(p) for p in pending) + stop - start > self.batch_size:
+                        out.append(self._image_features(torch.cat(pending)))
+                        pending = []
+                    pending.append(region_crops.crops(frame, boxes[start:stop], masks, start, self.context_pad,
+                                                      self.image_size))
+            out.append(self._image_features(torch.cat(pending)))
+        features = torch.cat(out)  # outside inference_mode: a normal tensor callers may modify in place
+        return list(features.view(len(turns), len(boxes), -1).unbind(0))
 
     def _normalised(self, image: np.ndarray, turn: int = 0) -> torch.Tensor:
         """The frame as one (3, H, W) float tensor in CLIP's normalised space, where 0 is CLIP's mean colour; its
