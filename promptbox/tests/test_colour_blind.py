@@ -76,7 +76,8 @@ def test_a_turned_crop_is_the_crop_of_the_frame_with_its_channels_turned(locator
     assert (plain * turned).sum(dim=1).min() < 0.99  # the case under test: a coloured scene reads differently
     assert torch.allclose(matcher.encode_regions(scene.image, boxes, masks, turn=3), plain, atol=1e-5)
 
-    blind = colour_blind.embeddings(matcher, scene.image, boxes, masks, plain)
+    blind = colour_blind.ColourBlindRegions(matcher, scene.image, boxes, masks, plain).embeddings(
+        np.arange(len(boxes)))
     mean = plain + turned + matcher.encode_regions(scene.image, boxes, masks, turn=2)
     assert torch.allclose(blind, mean / mean.norm(dim=1, keepdim=True), atol=1e-5)
 

@@ -40,13 +40,6 @@ RANKED = 3
 CHROMATIC = 0.15
 
 
-def embeddings(matcher: Matcher, image: np.ndarray, boxes: np.ndarray, masks: BoxMasks,
-               plain: torch.Tensor) -> torch.Tensor:
-    """(N, D) colour-blind embeddings of the regions `boxes` / `masks`: the L2-normalised mean of `plain` (their
-    embeddings as they are) and their embeddings in each of TURNS."""
-    return averaged(plain, matcher.encode_turned(image, boxes, masks, TURNS))
-
-
 def averaged(plain: torch.Tensor, turned: list[torch.Tensor]) -> torch.Tensor:
     """The L2-normalised mean of `plain` and the `turned` views of the same regions, in plain's dtype."""
     mean = torch.stack([plain.float(), *(view.float() for view in turned)]).mean(dim=0)
