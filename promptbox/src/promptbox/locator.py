@@ -420,8 +420,8 @@ class Locator:
         rival_sim = (regions @ rivals_t.T).float().cpu().numpy()
         # The model's own temperature: the one its contrastive training calibrated its logits with.
         confidence = calibrate(similarity, rival_sim, logit_scale=self.matcher.logit_scale)
-        top1 = similarity >= rival_sim.max(axis=1) if rival_sim.size else np.ones_like(similarity, bool)
-        rank = (rival_sim > similarity[:, None]).sum(axis=1)
+        rank = (rival_sim > similarity[:, None]).sum(axis=1)  # how many names beat the phrase (none: no rivals)
+        top1 = rank == 0
         # What each region reads as, for a not-found answer's reason ("it reads as 'apple'").
         rival_names = [*(self._names[i] for i in competing), *BACKGROUND_PHRASES, *negatives]
         rival = tuple(rival_names[j] for j in rival_sim.argmax(axis=1)) if rival_sim.size else ()
